@@ -1,0 +1,457 @@
+using System.Numerics;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.Intrinsics;
+using MiniTransformer.Tensors;
+
+namespace MiniTransformer.Backends.Cpu;
+
+/// <summary>
+/// The CPU implementation of the op set, generic over float and double. Row-wise work is split over
+/// threads with <see cref="Parallelism.For"/>; reductions into parameter gradients are split by column so that each
+/// element is summed over rows in a fixed order (deterministic). Inner loops use TensorPrimitives (Vector512/256).
+/// </summary>
+public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    public static readonly CpuBackend<F> Instance = new();
+
+    public string Name => $"cpu-{(typeof(F) == typeof(float) ? "f32" : "f64")}";
+
+    static F Cast(double v) => F.CreateTruncating(v);
+
+    // Columns per chunk when a reduction over rows is split by column (a multiple of the widest vector).
+    const int ColumnGrain = 64;
+
+    // ================= embedding =================
+
+    public void EmbeddingForward(Tensor<F> x, ReadOnlySpan<int> ids, ReadOnlySpan<int> types,
+        Tensor<F> wte, Tensor<F> wpe, Tensor<F>? wtt, int B, int T, int C)
+    {
+        var xs = x.Span;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+            {
+                int n = b * T + t;
+                var row = xs.Slice(n * C, C);
+                TensorPrimitives.Add(wte.Span.Slice(ids[n] * C, C), wpe.Span.Slice(t * C, C), row);
+                if (wtt is not null)
+                    TensorPrimitives.Add(row, wtt.Span.Slice((types.IsEmpty ? 0 : types[n]) * C, C), row);
+            }
+    }
+
+    public void EmbeddingBackward(Tensor<F> dWte, Tensor<F> dWpe, Tensor<F>? dWtt, Tensor<F> dx,
+        ReadOnlySpan<int> ids, ReadOnlySpan<int> types, int B, int T, int C)
+    {
+        // Scatter-add in (b, t) order: rows of dWte hit by several tokens accumulate in a fixed order.
+        var d = dx.Span;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+            {
+                int n = b * T + t;
+                var g = d.Slice(n * C, C);
+                var we = dWte.Span.Slice(ids[n] * C, C);
+                TensorPrimitives.Add(we, g, we);
+                var wp = dWpe.Span.Slice(t * C, C);
+                TensorPrimitives.Add(wp, g, wp);
+                if (dWtt is not null)
+                {
+                    var wt = dWtt.Span.Slice((types.IsEmpty ? 0 : types[n]) * C, C);
+                    TensorPrimitives.Add(wt, g, wt);
+                }
+            }
+    }
+
+    // ================= layernorm =================
+
+    public void LayerNormForward(Tensor<F> y, Tensor<F> mean, Tensor<F> rstd, Tensor<F> x,
+        Tensor<F> gamma, Tensor<F> beta, int N, int C, double eps)
+    {
+        F tc = F.CreateTruncating(C), te = Cast(eps);
+        Parallelism.For(N, Math.Max(1, 4096 / Math.Max(C, 1)), (lo, hi) =>
+        {
+            for (int n = lo; n < hi; n++)
+            {
+                var xr = x.Data.AsSpan(n * C, C);
+                var yr = y.Data.AsSpan(n * C, C);
+                F mu = TensorPrimitives.Sum<F>(xr) / tc;
+                TensorPrimitives.Subtract(xr, mu, yr);                    // y = x − μ
+                F var = TensorPrimitives.SumOfSquares<F>(yr) / tc;        // biased variance, as torch
+                F rs = F.One / F.Sqrt(var + te);
+                TensorPrimitives.Multiply(yr, rs, yr);                    // x̂
+                TensorPrimitives.FusedMultiplyAdd(yr, gamma.Span, beta.Span, yr);
+                mean.Data[n] = mu;
+                rstd.Data[n] = rs;
+            }
+        });
+    }
+
+    public void LayerNormBackward(Tensor<F> dx, Tensor<F> dGamma, Tensor<F> dBeta, Tensor<F> dy, Tensor<F> x,
+        Tensor<F> gamma, Tensor<F> mean, Tensor<F> rstd, int N, int C)
+    {
+        F tc = F.CreateTruncating(C);
+        // dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), with dx̂ = dy·γ.
+        Parallelism.For(N, Math.Max(1, 2048 / Math.Max(C, 1)), (lo, hi) =>
+        {
+            var buf = new F[2 * C];
+            var xhat = buf.AsSpan(0, C);
+            var dxhat = buf.AsSpan(C, C);
+            for (int n = lo; n < hi; n++)
+            {
+                var xr = x.Data.AsSpan(n * C, C);
+                var dyr = dy.Data.AsSpan(n * C, C);
+                F mu = mean.Data[n], rs = rstd.Data[n];
+                TensorPrimitives.Subtract(xr, mu, xhat);
+                TensorPrimitives.Multiply(xhat, rs, xhat);
+                TensorPrimitives.Multiply(dyr, gamma.Span, dxhat);
+                F meanD = TensorPrimitives.Sum<F>(dxhat) / tc;
+                F meanDX = TensorPrimitives.Dot<F>(dxhat, xhat) / tc;
+                // dxhat ← (dxhat − meanD − x̂·meanDX)·rs, then add into dx
+                TensorPrimitives.Subtract(dxhat, meanD, dxhat);
+                TensorPrimitives.MultiplyAdd(xhat, -meanDX, dxhat, dxhat);
+                var dxr = dx.Data.AsSpan(n * C, C);
+                TensorPrimitives.MultiplyAdd(dxhat, rs, dxr, dxr);
+            }
+        });
+        // dγ += Σ_n dy·x̂, dβ += Σ_n dy — split by column, rows summed in order.
+        Parallelism.For(C, ColumnGrain, (c0, c1) =>
+        {
+            int w = c1 - c0;
+            var xhat = new F[w];
+            var dG = dGamma.Data.AsSpan(c0, w);
+            var dB = dBeta.Data.AsSpan(c0, w);
+            for (int n = 0; n < N; n++)
+            {
+                var dyr = dy.Data.AsSpan(n * C + c0, w);
+                TensorPrimitives.Subtract(x.Data.AsSpan(n * C + c0, w), mean.Data[n], xhat);
+                TensorPrimitives.Multiply(xhat, rstd.Data[n], xhat);
+                TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dG, dG);
+                TensorPrimitives.Add(dB, dyr, dB);
+            }
+        });
+    }
+
+    // ================= matmul =================
+
+    public void MatmulForward(Tensor<F> y, Tensor<F> x, Tensor<F> w, Tensor<F>? b, int N, int K, int M, WeightLayout layout)
+    {
+        // InOut: W is [K,M]; OutIn: W is [M,K] and is read transposed.
+        bool transB = layout == WeightLayout.OutIn;
+        Gemm.Multiply<F>(false, transB, N, M, K, x.Data, K, w.Data, transB ? K : M, y.Data, M, accumulate: false);
+        if (b is not null)
+            Parallelism.For(N, Math.Max(1, 8192 / Math.Max(M, 1)), (lo, hi) =>
+            {
+                for (int n = lo; n < hi; n++)
+                {
+                    var row = y.Data.AsSpan(n * M, M);
+                    TensorPrimitives.Add(row, b.Span, row);
+                }
+            });
+    }
+
+    public void MatmulBackward(Tensor<F>? dx, Tensor<F> dW, Tensor<F>? db, Tensor<F> dy, Tensor<F> x, Tensor<F> w,
+        int N, int K, int M, WeightLayout layout)
+    {
+        if (layout == WeightLayout.InOut)
+        {
+            // dx[N,K] += dy[N,M]·Wᵀ (W [K,M]);  dW[K,M] += xᵀ·dy
+            if (dx is not null) Gemm.Multiply<F>(false, true, N, K, M, dy.Data, M, w.Data, M, dx.Data, K, accumulate: true);
+            Gemm.Multiply<F>(true, false, K, M, N, x.Data, K, dy.Data, M, dW.Data, M, accumulate: true);
+        }
+        else
+        {
+            // dx[N,K] += dy[N,M]·W (W [M,K]);  dW[M,K] += dyᵀ·x
+            if (dx is not null) Gemm.Multiply<F>(false, false, N, K, M, dy.Data, M, w.Data, K, dx.Data, K, accumulate: true);
+            Gemm.Multiply<F>(true, false, M, K, N, dy.Data, M, x.Data, K, dW.Data, K, accumulate: true);
+        }
+        if (db is not null) ColumnSums(db, dy, N, M);
+    }
+
+    /// <summary>acc[j] += Σ_n a[n, j], split by column so each sum runs over rows in order.</summary>
+    static void ColumnSums(Tensor<F> acc, Tensor<F> a, int N, int M) =>
+        Parallelism.For(M, ColumnGrain, (c0, c1) =>
+        {
+            var dst = acc.Data.AsSpan(c0, c1 - c0);
+            for (int n = 0; n < N; n++)
+                TensorPrimitives.Add(dst, a.Data.AsSpan(n * M + c0, c1 - c0), dst);
+        });
+
+    // ================= attention =================
+
+    public void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
+        int B, int T, int C, int NH, bool causal)
+    {
+        int hs = C / NH, C3 = 3 * C;
+        F scale = F.One / F.Sqrt(F.CreateTruncating(hs));
+        int[]? mask = keyMask.IsEmpty ? null : keyMask.ToArray();
+        Parallelism.For(B * NH, 1, (lo, hi) =>
+        {
+            for (int bh = lo; bh < hi; bh++)
+            {
+                int b = bh / NH, h = bh % NH;
+                for (int t = 0; t < T; t++)
+                {
+                    var q = qkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
+                    var p = att.Data.AsSpan(((b * NH + h) * T + t) * T, T);
+                    int tEnd = causal ? t + 1 : T;
+                    // scores s[t2] = q·k[t2]/√d_h (masked keys: −∞); then p = softmax(s)
+                    F max = F.NegativeInfinity;
+                    for (int t2 = 0; t2 < T; t2++)
+                    {
+                        if (t2 >= tEnd || (mask is not null && mask[b * T + t2] == 0)) { p[t2] = F.NegativeInfinity; continue; }
+                        var k = qkv.Data.AsSpan((b * T + t2) * C3 + C + h * hs, hs);
+                        F s = TensorPrimitives.Dot<F>(q, k) * scale;
+                        p[t2] = s;
+                        if (s > max) max = s;
+                    }
+                    var yr = y.Data.AsSpan((b * T + t) * C + h * hs, hs);
+                    yr.Clear();
+                    if (F.IsNegativeInfinity(max)) { p.Clear(); continue; }   // every key masked: output 0
+                    TensorPrimitives.Subtract(p, max, p);
+                    TensorPrimitives.Exp(p, p);
+                    F sum = TensorPrimitives.Sum<F>(p);
+                    TensorPrimitives.Multiply(p, F.One / sum, p);
+                    for (int t2 = 0; t2 < tEnd; t2++)
+                    {
+                        if (p[t2] == F.Zero) continue;
+                        var v = qkv.Data.AsSpan((b * T + t2) * C3 + 2 * C + h * hs, hs);
+                        TensorPrimitives.MultiplyAdd(v, p[t2], yr, yr);
+                    }
+                }
+            }
+        });
+    }
+
+    public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH)
+    {
+        int hs = C / NH, C3 = 3 * C;
+        F scale = F.One / F.Sqrt(F.CreateTruncating(hs));
+        // Each (b, h) owns disjoint slices of dq, dk, dv: no races, fixed order.
+        Parallelism.For(B * NH, 1, (lo, hi) =>
+        {
+            var dp = new F[T];
+            for (int bh = lo; bh < hi; bh++)
+            {
+                int b = bh / NH, h = bh % NH;
+                for (int t = 0; t < T; t++)
+                {
+                    var p = att.Data.AsSpan(((b * NH + h) * T + t) * T, T);
+                    var dyr = dy.Data.AsSpan((b * T + t) * C + h * hs, hs);
+                    var q = qkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
+                    var dq = dqkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
+                    // dp[t2] = dy·v[t2];  dv[t2] += p[t2]·dy
+                    for (int t2 = 0; t2 < T; t2++)
+                    {
+                        if (p[t2] == F.Zero) { dp[t2] = F.Zero; continue; }
+                        int r = (b * T + t2) * C3 + 2 * C + h * hs;
+                        dp[t2] = TensorPrimitives.Dot<F>(dyr, qkv.Data.AsSpan(r, hs));
+                        var dv = dqkv.Data.AsSpan(r, hs);
+                        TensorPrimitives.MultiplyAdd(dyr, p[t2], dv, dv);
+                    }
+                    // softmax backward: ds = p ⊙ (dp − Σ p·dp), then through s = q·k/√d_h
+                    F pdp = TensorPrimitives.Dot<F>(p, dp);
+                    for (int t2 = 0; t2 < T; t2++)
+                    {
+                        if (p[t2] == F.Zero) continue;
+                        F ds = p[t2] * (dp[t2] - pdp) * scale;
+                        int r = (b * T + t2) * C3 + C + h * hs;
+                        TensorPrimitives.MultiplyAdd(qkv.Data.AsSpan(r, hs), ds, dq, dq);
+                        var dk = dqkv.Data.AsSpan(r, hs);
+                        TensorPrimitives.MultiplyAdd(q, ds, dk, dk);
+                    }
+                }
+            }
+        });
+    }
+
+    // ================= gelu =================
+
+    static readonly F Sqrt2OverPi = Cast(Math.Sqrt(2.0 / Math.PI));
+    static readonly F GeluCubic = Cast(0.044715);
+    static readonly F Half = Cast(0.5);
+    static readonly F InvSqrt2 = Cast(1.0 / Math.Sqrt(2.0));
+    static readonly F InvSqrt2Pi = Cast(1.0 / Math.Sqrt(2.0 * Math.PI));
+    const int ElementGrain = 16384;
+
+    public void GeluForward(Tensor<F> y, Tensor<F> x, int n, GeluForm form) =>
+        Parallelism.For(n, ElementGrain, (lo, hi) =>
+        {
+            var xs = x.Data.AsSpan(lo, hi - lo);
+            var ys = y.Data.AsSpan(lo, hi - lo);
+            if (form == GeluForm.Tanh)
+            {
+                // y = ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³)
+                TensorPrimitives.Multiply(xs, xs, ys);
+                TensorPrimitives.Multiply(ys, GeluCubic, ys);
+                TensorPrimitives.Add(ys, F.One, ys);
+                TensorPrimitives.Multiply(ys, xs, ys);
+                TensorPrimitives.Multiply(ys, Sqrt2OverPi, ys);
+                TensorPrimitives.Tanh(ys, ys);
+                TensorPrimitives.Add(ys, F.One, ys);
+                TensorPrimitives.Multiply(ys, xs, ys);
+                TensorPrimitives.Multiply(ys, Half, ys);
+            }
+            else
+            {
+                for (int i = 0; i < xs.Length; i++)
+                    ys[i] = Half * xs[i] * (F.One + Erf(xs[i] * InvSqrt2));
+            }
+        });
+
+    public void GeluBackward(Tensor<F> dx, Tensor<F> dy, Tensor<F> x, int n, GeluForm form) =>
+        Parallelism.For(n, ElementGrain, (lo, hi) =>
+        {
+            var xs = x.Data.AsSpan(lo, hi - lo);
+            var dys = dy.Data.AsSpan(lo, hi - lo);
+            var dxs = dx.Data.AsSpan(lo, hi - lo);
+            for (int i = 0; i < xs.Length; i++)
+            {
+                F xi = xs[i], g;
+                if (form == GeluForm.Tanh)
+                {
+                    // d/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
+                    F x2 = xi * xi;
+                    F th = F.Tanh(Sqrt2OverPi * xi * (F.One + GeluCubic * x2));
+                    g = Half * (F.One + th) + Half * xi * (F.One - th * th) * Sqrt2OverPi * (F.One + Cast(3.0) * GeluCubic * x2);
+                }
+                else
+                {
+                    // d/dx = Φ(x) + x·φ(x)
+                    g = Half * (F.One + Erf(xi * InvSqrt2)) + xi * InvSqrt2Pi * F.Exp(-Half * xi * xi);
+                }
+                dxs[i] += g * dys[i];
+            }
+        });
+
+    static F Erf(F v) => Cast(MathNet.Numerics.SpecialFunctions.Erf(double.CreateTruncating(v)));
+
+    // ================= residual =================
+
+    public void ResidualForward(Tensor<F> y, Tensor<F> a, Tensor<F> b, int n) =>
+        Parallelism.For(n, ElementGrain, (lo, hi) =>
+            TensorPrimitives.Add(a.Data.AsSpan(lo, hi - lo), b.Data.AsSpan(lo, hi - lo), y.Data.AsSpan(lo, hi - lo)));
+
+    public void ResidualBackward(Tensor<F> da, Tensor<F> db, Tensor<F> dy, int n) =>
+        Parallelism.For(n, ElementGrain, (lo, hi) =>
+        {
+            var g = dy.Data.AsSpan(lo, hi - lo);
+            var a = da.Data.AsSpan(lo, hi - lo);
+            var b = db.Data.AsSpan(lo, hi - lo);
+            TensorPrimitives.Add(a, g, a);
+            TensorPrimitives.Add(b, g, b);
+        });
+
+    // ================= softmax + cross-entropy =================
+
+    public (double LossSum, int Count) CrossEntropyForward(Tensor<F> lse, Tensor<F> logits, ReadOnlySpan<int> targets, int N, int V)
+    {
+        var losses = new double[N];
+        int[] tg = targets.ToArray();
+        Parallelism.For(N, Math.Max(1, 16384 / Math.Max(V, 1)), (lo, hi) =>
+        {
+            var tmp = new F[V];
+            for (int n = lo; n < hi; n++)
+            {
+                var row = logits.Data.AsSpan(n * V, V);
+                F max = TensorPrimitives.Max<F>(row);
+                TensorPrimitives.Subtract(row, max, tmp);
+                TensorPrimitives.Exp(tmp, tmp);
+                F l = max + F.Log(TensorPrimitives.Sum<F>(tmp));
+                lse.Data[n] = l;
+                losses[n] = tg[n] == -100 ? 0 : double.CreateTruncating(l - row[tg[n]]);
+            }
+        });
+        double sum = 0;
+        int count = 0;
+        for (int n = 0; n < N; n++)
+            if (tg[n] != -100) { sum += losses[n]; count++; }
+        return (sum, count);
+    }
+
+    public void CrossEntropyBackward(Tensor<F> dlogits, Tensor<F> logits, Tensor<F> lse, ReadOnlySpan<int> targets,
+        int N, int V, double scale)
+    {
+        int[] tg = targets.ToArray();
+        F s = Cast(scale);
+        Parallelism.For(N, Math.Max(1, 16384 / Math.Max(V, 1)), (lo, hi) =>
+        {
+            for (int n = lo; n < hi; n++)
+            {
+                var d = dlogits.Data.AsSpan(n * V, V);
+                if (tg[n] == -100) { d.Clear(); continue; }
+                TensorPrimitives.Subtract(logits.Data.AsSpan(n * V, V), lse.Data[n], d);
+                TensorPrimitives.Exp(d, d);                 // softmax
+                d[tg[n]] -= F.One;
+                TensorPrimitives.Multiply(d, s, d);
+            }
+        });
+    }
+
+    // ================= optimizer =================
+
+    public void AdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step)
+    {
+        // PyTorch AdamW: p ← p(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
+        // p ← p − lr·m̂/(√v̂ + ε), with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ).
+        F b1 = Cast(step.Beta1), b2 = Cast(step.Beta2), omb1 = Cast(1 - step.Beta1), omb2 = Cast(1 - step.Beta2);
+        F decay = Cast(1 - step.LearningRate * step.WeightDecay);
+        F stepSize = Cast(step.LearningRate / (1 - Math.Pow(step.Beta1, step.Step)));
+        F invSqrtBc2 = Cast(1 / Math.Sqrt(1 - Math.Pow(step.Beta2, step.Step)));
+        F eps = Cast(step.Epsilon), gs = Cast(step.GradScale);
+        Parallelism.For(param.Length, ElementGrain, (lo, hi) =>
+        {
+            var p = param.Data.AsSpan(lo, hi - lo);
+            var g = grad.Data.AsSpan(lo, hi - lo);
+            var ms = m.Data.AsSpan(lo, hi - lo);
+            var vs = v.Data.AsSpan(lo, hi - lo);
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                for (; i <= p.Length - Vector512<F>.Count; i += Vector512<F>.Count)
+                {
+                    var gi = Vector512.Create<F>(g.Slice(i)) * gs;
+                    var mi = Vector512.Create<F>(ms.Slice(i)) * b1 + gi * omb1;
+                    var vi = Vector512.Create<F>(vs.Slice(i)) * b2 + gi * gi * omb2;
+                    var pi = Vector512.Create<F>(p.Slice(i)) * decay;
+                    pi -= stepSize * mi / (Vector512.Sqrt(vi) * invSqrtBc2 + Vector512.Create(eps));
+                    mi.CopyTo(ms.Slice(i)); vi.CopyTo(vs.Slice(i)); pi.CopyTo(p.Slice(i));
+                }
+            }
+            for (; i < p.Length; i++)
+            {
+                F gi = g[i] * gs;
+                ms[i] = b1 * ms[i] + omb1 * gi;
+                vs[i] = b2 * vs[i] + omb2 * gi * gi;
+                p[i] = p[i] * decay - stepSize * ms[i] / (F.Sqrt(vs[i]) * invSqrtBc2 + eps);
+            }
+        });
+    }
+
+    public void Sgd(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale)
+    {
+        F decay = Cast(1 - learningRate * weightDecay), step = Cast(-learningRate * gradScale);
+        Parallelism.For(param.Length, ElementGrain, (lo, hi) =>
+        {
+            var p = param.Data.AsSpan(lo, hi - lo);
+            TensorPrimitives.Multiply(p, decay, p);
+            TensorPrimitives.MultiplyAdd(grad.Data.AsSpan(lo, hi - lo), step, p, p);
+        });
+    }
+
+    public double SumOfSquares(Tensor<F> g)
+    {
+        // Fixed chunks summed in order: the result does not depend on scheduling.
+        const int chunk = 1 << 14;
+        int chunks = (g.Length + chunk - 1) / chunk;
+        var partial = new double[chunks];
+        Parallelism.For(chunks, 8, (lo, hi) =>
+        {
+            for (int c = lo; c < hi; c++)
+            {
+                int start = c * chunk;
+                partial[c] = double.CreateTruncating(TensorPrimitives.SumOfSquares<F>(g.Data.AsSpan(start, Math.Min(chunk, g.Length - start))));
+            }
+        });
+        double s = 0;
+        foreach (double p in partial) s += p;
+        return s;
+    }
+}

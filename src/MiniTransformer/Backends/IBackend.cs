@@ -1,0 +1,84 @@
+using System.Numerics;
+using MiniTransformer.Tensors;
+
+namespace MiniTransformer.Backends;
+
+/// <summary>How a linear map's weight is stored. y = x·W + b either way.</summary>
+public enum WeightLayout
+{
+    /// <summary>W stored [in, out] (GPT-2's Conv1D): y = x·W.</summary>
+    InOut,
+    /// <summary>W stored [out, in] (torch Linear, BERT, a tied embedding used as output map): y = x·Wᵀ.</summary>
+    OutIn,
+}
+
+public enum GeluForm
+{
+    /// <summary>0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) — GPT-2.</summary>
+    Tanh,
+    /// <summary>0.5·x·(1 + erf(x/√2)) — BERT.</summary>
+    Erf,
+}
+
+/// <summary>Hyper-parameters of one AdamW step (PyTorch's decoupled weight decay).</summary>
+public readonly record struct AdamWStep(double LearningRate, double Beta1, double Beta2, double Epsilon,
+    double WeightDecay, int Step, double GradScale = 1.0);
+
+/// <summary>
+/// The op set: every layer of GPT-2 and BERT as an explicit forward/backward pair (as in llm.c).
+/// Conventions:
+/// <list type="bullet">
+/// <item>Shapes are passed explicitly; tensors are contiguous row-major. N = B·F rows of width C.</item>
+/// <item>Every backward ACCUMULATES (+=) into its input and parameter gradients; callers zero them once per step.</item>
+/// <item>Forward outputs are overwritten.</item>
+/// </list>
+/// </summary>
+public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    string Name { get; }
+
+    // ---- embedding: x[b,t] = wte[ids[b,t]] + wpe[t] (+ wtt[types[b,t]]) ----
+    void EmbeddingForward(Tensor<F> x, ReadOnlySpan<int> ids, ReadOnlySpan<int> types,
+        Tensor<F> wte, Tensor<F> wpe, Tensor<F>? wtt, int B, int T, int C);
+    void EmbeddingBackward(Tensor<F> dWte, Tensor<F> dWpe, Tensor<F>? dWtt, Tensor<F> dx,
+        ReadOnlySpan<int> ids, ReadOnlySpan<int> types, int B, int T, int C);
+
+    // ---- layernorm: y = (x − μ)·rstd·γ + β, saving μ and rstd per row ----
+    void LayerNormForward(Tensor<F> y, Tensor<F> mean, Tensor<F> rstd, Tensor<F> x,
+        Tensor<F> gamma, Tensor<F> beta, int N, int C, double eps);
+    void LayerNormBackward(Tensor<F> dx, Tensor<F> dGamma, Tensor<F> dBeta, Tensor<F> dy, Tensor<F> x,
+        Tensor<F> gamma, Tensor<F> mean, Tensor<F> rstd, int N, int C);
+
+    // ---- matmul: y[N,M] = x[N,K]·W + b, W stored per layout ----
+    void MatmulForward(Tensor<F> y, Tensor<F> x, Tensor<F> w, Tensor<F>? b, int N, int K, int M, WeightLayout layout);
+    void MatmulBackward(Tensor<F>? dx, Tensor<F> dW, Tensor<F>? db, Tensor<F> dy, Tensor<F> x, Tensor<F> w,
+        int N, int K, int M, WeightLayout layout);
+
+    // ---- attention over packed qkv [B,F,3C] (q | k | v, heads contiguous within each) ----
+    // att [B,NH,F,F] keeps the probabilities (the attention pattern) for backward and analysis.
+    // keyMask [B,F] (1 keep, 0 pad) may be empty; causal masks keys after the query.
+    void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
+        int B, int T, int C, int NH, bool causal);
+    void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH);
+
+    // ---- gelu ----
+    void GeluForward(Tensor<F> y, Tensor<F> x, int n, GeluForm form);
+    void GeluBackward(Tensor<F> dx, Tensor<F> dy, Tensor<F> x, int n, GeluForm form);
+
+    // ---- residual: y = a + b ----
+    void ResidualForward(Tensor<F> y, Tensor<F> a, Tensor<F> b, int n);
+    void ResidualBackward(Tensor<F> da, Tensor<F> db, Tensor<F> dy, int n);
+
+    // ---- fused softmax + cross-entropy, targets == -100 ignored ----
+    // Saves lse[N] = log Σ exp(logits) per row; returns Σ loss over scored rows and their count.
+    (double LossSum, int Count) CrossEntropyForward(Tensor<F> lse, Tensor<F> logits, ReadOnlySpan<int> targets, int N, int V);
+    // dlogits = scale·(softmax(logits) − onehot(target)) on scored rows, 0 on ignored rows (overwrites; may alias logits).
+    void CrossEntropyBackward(Tensor<F> dlogits, Tensor<F> logits, Tensor<F> lse, ReadOnlySpan<int> targets,
+        int N, int V, double scale);
+
+    // ---- optimizer and gradient norm ----
+    void AdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step);
+    void Sgd(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale);
+    /// <summary>Σ g² over the tensor (accumulated in float64).</summary>
+    double SumOfSquares(Tensor<F> g);
+}

@@ -1,0 +1,147 @@
+using System.Numerics;
+using MiniTransformer.Backends;
+using MiniTransformer.Tensors;
+
+namespace MiniTransformer.Models;
+
+/// <summary>
+/// Multi-head self-attention sublayer shared by GPT-2 and BERT:
+/// qkv = x·W_qkv + b_qkv (packed [q | k | v]), z = softmax(q·kᵀ/√d_h + mask)·v per head, y = z·W_O + b_O.
+/// Causal (GPT-2) or bidirectional with a key padding mask (BERT) is a flag, not a copy.
+/// </summary>
+public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    readonly IBackend<F> ops;
+    readonly int C, NH;
+    readonly bool causal;
+    readonly WeightLayout layout;
+    int B, T;
+
+    public AttentionBlock(IBackend<F> ops, string prefix, int C, int NH, bool causal, WeightLayout layout,
+        string qkvName, string projName)
+    {
+        this.ops = ops; this.C = C; this.NH = NH; this.causal = causal; this.layout = layout;
+        Wqkv = new($"{prefix}{qkvName}.weight", layout == WeightLayout.InOut ? new Tensor<F>(C, 3 * C) : new Tensor<F>(3 * C, C));
+        Bqkv = new($"{prefix}{qkvName}.bias", new Tensor<F>(3 * C));
+        Wo = new($"{prefix}{projName}.weight", new Tensor<F>(C, C));
+        Bo = new($"{prefix}{projName}.bias", new Tensor<F>(C));
+    }
+
+    public Parameter<F> Wqkv { get; }
+    public Parameter<F> Bqkv { get; }
+    public Parameter<F> Wo { get; }
+    public Parameter<F> Bo { get; }
+    public IEnumerable<Parameter<F>> Parameters => [Wqkv, Bqkv, Wo, Bo];
+
+    // Saved activations (the analysis surface): qkv [B,T,3C], pattern [B,NH,T,T], z [B,T,C] (heads concatenated), y [B,T,C].
+    public Tensor<F> Qkv { get; private set; } = new(0);
+    public Tensor<F> Pattern { get; private set; } = new(0);
+    public Tensor<F> Z { get; private set; } = new(0);
+    public Tensor<F> Y { get; private set; } = new(0);
+    Tensor<F> dQkv = new(0), dZ = new(0);
+
+    void Ensure(int b, int t)
+    {
+        if (b == B && t == T) return;
+        B = b; T = t;
+        int N = B * T;
+        Qkv = new(B, T, 3 * C); Pattern = new(B, NH, T, T); Z = new(B, T, C); Y = new(B, T, C);
+        dQkv = new(B, T, 3 * C); dZ = new(B, T, C);
+    }
+
+    public Tensor<F> Forward(Tensor<F> x, ReadOnlySpan<int> keyMask, int b, int t)
+    {
+        Ensure(b, t);
+        int N = B * T;
+        ops.MatmulForward(Qkv, x, Wqkv.Value, Bqkv.Value, N, C, 3 * C, layout);
+        ops.AttentionForward(Z, Pattern, Qkv, keyMask, B, T, C, NH, causal);
+        ops.MatmulForward(Y, Z, Wo.Value, Bo.Value, N, C, C, layout);
+        return Y;
+    }
+
+    /// <summary>dY → parameter grads, and dx += ∂/∂x.</summary>
+    public void Backward(Tensor<F> dY, Tensor<F> x, Tensor<F> dx)
+    {
+        int N = B * T;
+        dZ.Clear(); dQkv.Clear();
+        ops.MatmulBackward(dZ, Wo.Grad, Bo.Grad, dY, Z, Wo.Value, N, C, C, layout);
+        ops.AttentionBackward(dQkv, dZ, Qkv, Pattern, B, T, C, NH);
+        ops.MatmulBackward(dx, Wqkv.Grad, Bqkv.Grad, dQkv, x, Wqkv.Value, N, C, 3 * C, layout);
+    }
+}
+
+/// <summary>MLP sublayer shared by GPT-2 and BERT: y = gelu(x·W_fc + b_fc)·W_proj + b_proj.</summary>
+public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    readonly IBackend<F> ops;
+    readonly int C, Ffn;
+    readonly GeluForm gelu;
+    readonly WeightLayout layout;
+    int N = -1;
+
+    public MlpBlock(IBackend<F> ops, string prefix, int C, int ffn, GeluForm gelu, WeightLayout layout,
+        string fcName, string projName)
+    {
+        this.ops = ops; this.C = C; Ffn = ffn; this.gelu = gelu; this.layout = layout;
+        Wfc = new($"{prefix}{fcName}.weight", layout == WeightLayout.InOut ? new Tensor<F>(C, ffn) : new Tensor<F>(ffn, C));
+        Bfc = new($"{prefix}{fcName}.bias", new Tensor<F>(ffn));
+        Wproj = new($"{prefix}{projName}.weight", layout == WeightLayout.InOut ? new Tensor<F>(ffn, C) : new Tensor<F>(C, ffn));
+        Bproj = new($"{prefix}{projName}.bias", new Tensor<F>(C));
+    }
+
+    public Parameter<F> Wfc { get; }
+    public Parameter<F> Bfc { get; }
+    public Parameter<F> Wproj { get; }
+    public Parameter<F> Bproj { get; }
+    public IEnumerable<Parameter<F>> Parameters => [Wfc, Bfc, Wproj, Bproj];
+
+    // Saved activations: pre-activation h [N,F], post-activation gelu(h) [N,F], output y [N,C].
+    public Tensor<F> Pre { get; private set; } = new(0);
+    public Tensor<F> Post { get; private set; } = new(0);
+    public Tensor<F> Y { get; private set; } = new(0);
+    Tensor<F> dPre = new(0), dPost = new(0);
+
+    public Tensor<F> Forward(Tensor<F> x, int n)
+    {
+        if (n != N)
+        {
+            N = n;
+            Pre = new(N, Ffn); Post = new(N, Ffn); Y = new(N, C); dPre = new(N, Ffn); dPost = new(N, Ffn);
+        }
+        ops.MatmulForward(Pre, x, Wfc.Value, Bfc.Value, N, C, Ffn, layout);
+        ops.GeluForward(Post, Pre, N * Ffn, gelu);
+        ops.MatmulForward(Y, Post, Wproj.Value, Bproj.Value, N, Ffn, C, layout);
+        return Y;
+    }
+
+    public void Backward(Tensor<F> dY, Tensor<F> x, Tensor<F> dx)
+    {
+        dPost.Clear(); dPre.Clear();
+        ops.MatmulBackward(dPost, Wproj.Grad, Bproj.Grad, dY, Post, Wproj.Value, N, Ffn, C, layout);
+        ops.GeluBackward(dPre, dPost, Pre, N * Ffn, gelu);
+        ops.MatmulBackward(dx, Wfc.Grad, Bfc.Grad, dPre, x, Wfc.Value, N, C, Ffn, layout);
+    }
+}
+
+/// <summary>LayerNorm parameters with the per-row statistics and output of the last forward.</summary>
+public sealed class LayerNormBlock<F>(IBackend<F> ops, string name, int C, double eps) where F : unmanaged, IFloatingPointIeee754<F>
+{
+    int N = -1;
+    public Parameter<F> Gamma { get; } = new($"{name}.weight", Filled(C, F.One));
+    public Parameter<F> Beta { get; } = new($"{name}.bias", new Tensor<F>(C));
+    public IEnumerable<Parameter<F>> Parameters => [Gamma, Beta];
+    public Tensor<F> Y { get; private set; } = new(0);
+    Tensor<F> mean = new(0), rstd = new(0);
+
+    static Tensor<F> Filled(int n, F v) { var t = new Tensor<F>(n); t.Span.Fill(v); return t; }
+
+    public Tensor<F> Forward(Tensor<F> x, int n)
+    {
+        if (n != N) { N = n; Y = new(N, C); mean = new(N); rstd = new(N); }
+        ops.LayerNormForward(Y, mean, rstd, x, Gamma.Value, Beta.Value, N, C, eps);
+        return Y;
+    }
+
+    public void Backward(Tensor<F> dY, Tensor<F> x, Tensor<F> dx) =>
+        ops.LayerNormBackward(dx, Gamma.Grad, Beta.Grad, dY, x, Gamma.Value, mean, rstd, N, C);
+}
