@@ -100,9 +100,14 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         dLogits = new(0); dRes = new(0); dLn = new(0);   // allocated by the first backward
     }
 
-    public (double LossSum, int Count) Forward(int[] ids, int[]? targets, int B, int T)
+    public (double LossSum, int Count) Forward(int[] ids, int[]? targets, int B, int T) => Forward(ids, targets, B, T, null);
+
+    /// <summary>Forward with an optional key padding mask [B,T] (1 keep, 0 pad) on top of the causal mask.</summary>
+    public (double LossSum, int Count) Forward(int[] ids, int[]? targets, int B, int T, int[]? keyMask)
     {
         Check(ids, targets, B, T);
+        if (keyMask is not null && keyMask.Length != B * T)
+            throw new InputException($"attention_mask has {keyMask.Length} entries, expected B·T = {B * T}");
         Ensure(B, T);
         this.ids = ids;
         int N = B * T, C = Config.NEmbd, V = Config.VocabSize;
@@ -111,7 +116,7 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         var x = Embedded;
         foreach (var l in Layers)
         {
-            var a = l.Attn.Forward(l.Ln1.Forward(x, N), default, B, T);
+            var a = l.Attn.Forward(l.Ln1.Forward(x, N), keyMask, B, T);
             ops.ResidualForward(l.ResidMid, x, a, N * C);
             var m = l.Mlp.Forward(l.Ln2.Forward(l.ResidMid, N), N);
             ops.ResidualForward(l.ResidPost, l.ResidMid, m, N * C);

@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Data;
+using MiniTransformer.IO;
+using MiniTransformer.Models;
+using MiniTransformer.Training;
+
+namespace MiniTransformer.Cli.Commands;
+
+static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "model directory", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "text to continue", Required = true };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens to generate", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature") { Description = "sampling temperature (0: greedy)", DefaultValueFactory = _ => 0.8 };
+        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0: all)", DefaultValueFactory = _ => 40 };
+        var seed = new Option<int>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 1337 };
+        var data = new Option<string?>("--data") { Description = "data spec whose tokenizer to use (default: the model's data.json, else GPT-2's)" };
+        var threads = Common.Threads();
+        var cmd = new Command("generate", "Continue a prompt with a trained model.");
+        foreach (Option o in new Option[] { model, prompt, maxNew, temperature, topK, seed, data, threads }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            Common.ApplyThreads(r.GetValue(threads));
+            string dir = r.GetValue(model)!;
+            if (r.GetValue(maxNew) < 0) throw new InputException("--max-new-tokens: must be non-negative");
+            var m = ModelFiles.LoadGpt2(dir, CpuBackend<float>.Instance);
+            var tokenizer = Tokenizer(dir, r.GetValue(data), m.VocabSize);
+            var ids = tokenizer.Encode(r.GetValue(prompt)!);
+            var output = Sampling.Generate(m, ids, r.GetValue(maxNew), r.GetValue(temperature), r.GetValue(topK), r.GetValue(seed),
+                t => t == tokenizer.EndOfText);
+            Console.WriteLine(r.GetValue(prompt) + tokenizer.Decode(output));
+            return 0;
+        });
+        return cmd;
+    }
+
+    static ITokenizer Tokenizer(string modelDir, string? spec, int vocab)
+    {
+        int seed = 1337;
+        string info = Path.Combine(modelDir, Trainer<float>.DataFile);
+        if (spec is null && File.Exists(info) && JsonNode.Parse(File.ReadAllText(info)) is JsonObject o)
+        {
+            spec = (string?)o["data"];
+            seed = (int?)o["seed"] ?? seed;
+        }
+        if (spec is not null)
+        {
+            var t = DataSources.Create(spec, seed).Tokenizer;
+            if (t.VocabSize > vocab) throw new InputException($"--data: tokenizer of {spec} has {t.VocabSize} tokens, the model only {vocab}");
+            return t;
+        }
+        if (vocab >= Gpt2Tokenizer.Instance.VocabSize) return Gpt2Tokenizer.Instance;
+        throw new InputException($"{modelDir}: no data.json says which tokenizer this model uses; pass --data SPEC");
+    }
+}

@@ -1,0 +1,80 @@
+using System.CommandLine;
+using System.Numerics;
+using MiniTransformer.Backends;
+using MiniTransformer.Data;
+using MiniTransformer.IO;
+using MiniTransformer.Models;
+using MiniTransformer.Training;
+
+namespace MiniTransformer.Cli.Commands;
+
+static class TrainCommand
+{
+    public static Command Create()
+    {
+        var init = new InitOptions();
+        var model = new Option<string?>("--model") { Description = "start from this model directory (else a new model from the init flags)" };
+        var data = new Option<string>("--data") { Description = "synthetic:induction | synthetic:cfg | synthetic:bio | text:PATH | chars:PATH | shards:GLOB", Required = true };
+        var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 200 };
+        var batch = new Option<int>("--batch") { Description = "sequences per micro-batch B", DefaultValueFactory = _ => 8 };
+        var seq = new Option<int>("--seq") { Description = "tokens per sequence T", DefaultValueFactory = _ => 64 };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-3 };
+        var warmup = new Option<int?>("--warmup") { Description = "warm-up steps (default min(100, steps/10))" };
+        var accum = new Option<int>("--grad-accum") { Description = "micro-batches per step", DefaultValueFactory = _ => 1 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "evaluate and checkpoint every N steps", DefaultValueFactory = _ => 50 };
+        var evalBatches = new Option<int>("--eval-batches") { Description = "val batches per evaluation", DefaultValueFactory = _ => 4 };
+        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay on matrices and embeddings", DefaultValueFactory = _ => 0.1 };
+        var clip = new Option<double>("--clip") { Description = "global gradient-norm clip (0: off)", DefaultValueFactory = _ => 1.0 };
+        var optimizer = new Option<string>("--optimizer") { Description = "adamw or sgd", DefaultValueFactory = _ => "adamw" };
+        var outDir = new Option<string>("--out") { Description = "run folder", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
+        var dtype = Common.Dtype();
+        var device = Common.Device();
+        var threads = Common.Threads();
+
+        var cmd = new Command("train", "Train a GPT-2 (new or from --model) on a data source; writes a run folder.");
+        foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads })
+            cmd.Options.Add(o);
+        init.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            Common.ApplyThreads(r.GetValue(threads));
+            int seed = r.GetValue(init.Seed);
+            var source = DataSources.Create(r.GetValue(data)!, seed);
+            var kind = r.GetValue(optimizer) switch
+            {
+                "adamw" => OptimizerKind.AdamW,
+                "sgd" => OptimizerKind.Sgd,
+                var o => throw new InputException($"--optimizer: unknown optimizer '{o}'; expected adamw or sgd"),
+            };
+            var config = new TrainConfig(r.GetValue(steps), r.GetValue(batch), r.GetValue(seq), r.GetValue(lr), r.GetValue(warmup),
+                GradAccum: r.GetValue(accum), EvalEvery: r.GetValue(evalEvery), EvalBatches: r.GetValue(evalBatches), Seed: seed,
+                Optimizer: new OptimizerConfig(kind, WeightDecay: r.GetValue(wd), GradClip: r.GetValue(clip)));
+            config.Validate();
+            string run = r.GetValue(outDir)!;
+            bool isResume = r.GetValue(resume);
+            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!));
+            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!));
+            return 0;
+        });
+        return cmd;
+    }
+
+    static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        Gpt2<F> model;
+        if (resume)
+        {
+            var ck = Trainer<F>.FindCheckpoint(run) ?? throw new InputException($"--resume: no checkpoint in {run}");
+            model = ModelFiles.LoadGpt2(ck, ops);
+        }
+        else if (modelPath is not null) model = ModelFiles.LoadGpt2(modelPath, ops);
+        else
+        {
+            model = new Gpt2<F>(init.Config(r, data.VocabSize), ops);
+            model.InitializeRandom(config.Seed);
+        }
+        TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}");
+    }
+}
