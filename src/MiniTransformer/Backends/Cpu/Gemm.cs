@@ -1,0 +1,652 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MiniTransformer.Backends.Cpu;
+
+/// <summary>
+/// General matrix product on row-major buffers: C[M,N] (+)= op(A)·op(B), where op(A) is [M,K]
+/// (stored [M,K] with leading dimension lda, or [K,M] when transA) and op(B) is [K,N]
+/// (stored [K,N], or [N,K] when transB). Transposes are never materialised.
+/// </summary>
+/// <remarks>
+/// <para>Algorithm (GotoBLAS / BLIS structure, written from the published description):</para>
+/// <code>
+/// for jc in [0,N) step NC                        — column block of C and B
+///   for pc in [0,K) step KC                      — rank-KC update
+///     pack B[pc:pc+KC, jc:jc+NC] → Bp            — KC×NC, lives in L2/L3
+///     for ic in [0,M) step MC
+///       pack A[ic:ic+MC, pc:pc+KC] → Ap          — MC×KC, lives in L2
+///       for jr in [0,NC) step NR                 — B micro-panel KC×NR stays in L1
+///         for ir in [0,MC) step MR
+///           micro-kernel: C[ic+ir.., jc+jr..] (+)= Ap[ir]·Bp[jr]   (MR×NR tile in registers)
+/// </code>
+/// <para>Packed layouts. Ap is a sequence of micro-panels of MR rows; within a micro-panel the
+/// element (row r, depth k) is at [k·MR + r], so each step of the kernel reads MR consecutive
+/// scalars (broadcast one at a time). Bp is a sequence of micro-panels of NR columns; element
+/// (depth k, column j) is at [k·NR + j], so each step reads NR consecutive scalars (two vectors).
+/// Rows beyond M and columns beyond N are packed as zeros, so the kernel always runs a full
+/// MR×NR tile; edge tiles are computed into a scratch tile and only the valid part is stored.
+/// The packing routines read either storage order, which is how transA/transB are honoured.</para>
+/// <para>Threads: C is split into disjoint column ranges (whole NR panels) or, when N is narrow,
+/// row ranges (whole MR panels); each worker runs the full blocked loop on its range with its own
+/// packing buffers. The blocking (KC steps, k order inside the kernel) does not depend on the
+/// thread count or scheduling, so every element of C is summed in exactly the same order: results
+/// are bit-identical for any thread count.</para>
+/// <para>Small problems (M·N·K below <see cref="SmallWork"/>) and very short ones (M below
+/// <see cref="DirectMaxRows"/>, e.g. one-token generation) skip packing and use a direct
+/// vectorised loop, which is also deterministic.</para>
+/// </remarks>
+public static class Gemm
+{
+    /// <summary>Upper bound on worker threads (default: all logical processors). Set to 1 for single-threaded runs.</summary>
+    public static int MaxThreads { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>Below this many multiply-adds the packed path's overhead is not worth paying.</summary>
+    internal const long SmallWork = 32 * 1024;
+
+    /// <summary>Problems with fewer rows than this use the direct (unpacked) path: packing would waste most of an MR tile.</summary>
+    internal const int DirectMaxRows = 4;
+
+    /// <summary>Minimum multiply-adds per worker before another thread is used.</summary>
+    private const long WorkPerThread = 1L << 20;
+
+    /// <summary>Tasks per worker thread in the packed path (load balancing against a busy machine).</summary>
+    private const int TasksPerThread = 4;
+
+    public static unsafe void Multiply<T>(bool transA, bool transB, int M, int N, int K,
+        ReadOnlySpan<T> A, int lda, ReadOnlySpan<T> B, int ldb, Span<T> C, int ldc, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Validate(transA, transB, M, N, K, A.Length, lda, B.Length, ldb, C.Length, ldc);
+        if (M == 0 || N == 0)
+            return;
+
+        fixed (T* pa = A)
+        fixed (T* pb = B)
+        fixed (T* pc = C)
+        {
+            if (K == 0)
+            {
+                if (!accumulate)
+                    for (int i = 0; i < M; i++)
+                        new Span<T>(pc + (nint)i * ldc, N).Clear();
+                return;
+            }
+
+            var job = new Job<T>(transA, transB, M, N, K, pa, lda, pb, ldb, pc, ldc, accumulate);
+            long work = (long)M * N * K;
+            int threads = (int)Math.Clamp(work / WorkPerThread, 1, Math.Max(1, MaxThreads));
+
+            if (work < SmallWork || M < DirectMaxRows)
+            {
+                // Direct path: split columns in chunks of 64 (keeps vector chunks aligned to the split).
+                int chunks = (N + 63) / 64;
+                threads = Math.Min(threads, chunks);
+                if (threads <= 1)
+                    Direct(job, 0, N);
+                else
+                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                    {
+                        var (c0, c1) = Split(chunks, threads, t);
+                        Direct(job, c0 * 64, Math.Min(N, c1 * 64));
+                    });
+                return;
+            }
+
+            int mr = Blocking<T>.MR, nr = Blocking<T>.NR;
+            int nPanels = (N + nr - 1) / nr, mPanels = (M + mr - 1) / mr;
+            // Prefer splitting N (each worker packs only its own B columns); fall back to M when N is narrow.
+            bool splitN = nPanels >= 2 * threads || nPanels >= mPanels;
+            // Several tasks per thread (work stealing keeps both cores busy when one is disturbed), but
+            // each big enough that re-packing the shared operand per task stays negligible.
+            int panels = splitN ? nPanels : mPanels;
+            int tasks = Math.Min(threads * TasksPerThread, panels / (splitN ? 4 : 6));
+            if (threads <= 1 || tasks <= 1)
+            {
+                Blocked(job, 0, M, 0, N);
+                return;
+            }
+            tasks = Math.Max(tasks, threads);
+            Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            {
+                var (p0, p1) = Split(panels, tasks, t);
+                if (splitN)
+                    Blocked(job, 0, M, p0 * nr, Math.Min(N, p1 * nr));
+                else
+                    Blocked(job, p0 * mr, Math.Min(M, p1 * mr), 0, N);
+            });
+        }
+    }
+
+    private static void Validate(bool transA, bool transB, int M, int N, int K,
+        int aLen, int lda, int bLen, int ldb, int cLen, int ldc)
+    {
+        if (M < 0 || N < 0 || K < 0)
+            throw new ArgumentOutOfRangeException(nameof(M), $"Negative GEMM dimension: M={M}, N={N}, K={K}.");
+        // Stored shapes: A is [M,K] or [K,M]; B is [K,N] or [N,K]; C is [M,N].
+        Check("A", transA ? K : M, transA ? M : K, aLen, lda);
+        Check("B", transB ? N : K, transB ? K : N, bLen, ldb);
+        Check("C", M, N, cLen, ldc);
+
+        static void Check(string name, int rows, int cols, int len, int ld)
+        {
+            if (ld < Math.Max(1, cols))
+                throw new ArgumentException($"Leading dimension of {name} ({ld}) is smaller than its row length ({cols}).");
+            if (rows > 0 && cols > 0 && (long)(rows - 1) * ld + cols > len)
+                throw new ArgumentException($"Buffer {name} has {len} elements; a [{rows},{cols}] matrix with leading dimension {ld} needs {(long)(rows - 1) * ld + cols}.");
+        }
+    }
+
+    private static (int Start, int End) Split(int count, int parts, int index)
+    {
+        int q = count / parts, r = count % parts;
+        int start = index * q + Math.Min(index, r);
+        return (start, start + q + (index < r ? 1 : 0));
+    }
+
+    /// <summary>Arguments of one call, as raw pointers (the spans are pinned for the duration of the call).</summary>
+    private readonly unsafe struct Job<T>(bool transA, bool transB, int m, int n, int k,
+        T* a, int lda, T* b, int ldb, T* c, int ldc, bool accumulate) where T : unmanaged
+    {
+        public readonly bool TransA = transA, TransB = transB, Accumulate = accumulate;
+        public readonly int M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
+        public readonly T* A = a, B = b, C = c;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Blocking parameters
+    // ------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Register and cache blocking per element type (target: AVX-512, 32 KiB L1d, 1 MiB L2 per core).
+    /// <list type="bullet">
+    /// <item>MR × NR: register tile. AVX-512: 8 rows × 2 vectors (8×32 floats / 8×16 doubles) =
+    /// 16 accumulators + 2 B vectors + 1 broadcast of the 32 zmm registers. AVX2 fallback: 6 × 2 vectors
+    /// (12 accumulators of the 16 ymm registers).</item>
+    /// <item>KC: depth of a rank-KC update (K is cut into equal blocks of at most KC). The B micro-panel
+    /// (KC × NR) is re-used by every MR-row micro-panel of A and should stay in L1: 256 × 32 floats × 4 B
+    /// = 32 KiB (doubles: 256 × 16 × 8 B). Larger KC means fewer read-modify-write passes over C;
+    /// measured on Zen 4, KC = 128…320 are within ±4 %, 256 was among the best for both types.</item>
+    /// <item>MC: rows of the packed A block (MC × KC) that stays in L2: 144 × 256 × 4 B = 144 KiB for
+    /// floats, 72 × 256 × 8 B for doubles, leaving L2 room for the streaming B panels (MC = 96…240
+    /// measured equal within noise).</item>
+    /// <item>NC: columns of the packed B block (KC × NC), streamed from L2/L3: 3072 × 256 × 4 B = 3 MiB
+    /// per worker (in L3; only one B micro-panel at a time is hot).</item>
+    /// </list>
+    /// </summary>
+    private static class Blocking<T> where T : unmanaged
+    {
+        public static readonly int MR = Vector512.IsHardwareAccelerated ? 8 : 6;
+        public static readonly int NR = 2 * (Vector512.IsHardwareAccelerated ? Vector512<T>.Count : Vector256<T>.Count);
+        public static readonly int KC = 256;
+        public static readonly int MC = (Unsafe.SizeOf<T>() == 4 ? 144 : 72) / MR * MR;
+        public static readonly int NC = (Unsafe.SizeOf<T>() == 4 ? 3072 : 1536) / NR * NR;
+    }
+
+    /// <summary>Per-thread packing buffers, 64-byte aligned, grown on demand and then reused (no steady-state allocation).</summary>
+    private static unsafe class Buffers<T> where T : unmanaged
+    {
+        [ThreadStatic] private static T[]? s_a, s_b, s_row;
+
+        public static T* A(int count) => Get(ref s_a, count);
+        public static T* B(int count) => Get(ref s_b, count);
+        public static T* Row(int count) => Get(ref s_row, count);
+
+        private static T* Get(ref T[]? buffer, int count)
+        {
+            int pad = 64 / Unsafe.SizeOf<T>();
+            if (buffer is null || buffer.Length < count + pad)
+                buffer = GC.AllocateUninitializedArray<T>(count + pad, pinned: true);
+            // Pinned-object-heap arrays never move, so the address is stable for the buffer's lifetime.
+            nint p = (nint)Unsafe.AsPointer(ref buffer[0]);
+            return (T*)((p + 63) & ~(nint)63);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Packed (blocked) path
+    // ------------------------------------------------------------------------------------------
+
+    /// <summary>Computes rows [i0,i1) × columns [j0,j1) of C with the blocked algorithm.</summary>
+    private static unsafe void Blocked<T>(in Job<T> job, int i0, int i1, int j0, int j1)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int MR = Blocking<T>.MR, NR = Blocking<T>.NR, KC = Blocking<T>.KC, MC = Blocking<T>.MC, NC = Blocking<T>.NC;
+        int K = job.K;
+        // Split K into equal-ish blocks of at most KC (e.g. K=256 → 128+128 rather than 192+64), so no
+        // pass over C is a short one. Depends only on K, so the summation order is fixed.
+        int kBlocks = (K + KC - 1) / KC;
+        KC = (K + kBlocks - 1) / kBlocks;
+        int kcMax = Math.Min(KC, K);
+        int ncMax = Math.Min(NC, (j1 - j0 + NR - 1) / NR * NR);
+        int mcMax = Math.Min(MC, (i1 - i0 + MR - 1) / MR * MR);
+        T* bp = Buffers<T>.B(kcMax * ncMax);
+        T* ap = Buffers<T>.A(kcMax * mcMax);
+
+        for (int jc = j0; jc < j1; jc += NC)
+        {
+            int nc = Math.Min(NC, j1 - jc);
+            for (int pc = 0; pc < K; pc += KC)
+            {
+                int kc = Math.Min(KC, K - pc);
+                bool overwrite = pc == 0 && !job.Accumulate;
+                PackB(job, pc, kc, jc, nc, bp);
+                for (int ic = i0; ic < i1; ic += MC)
+                {
+                    int mc = Math.Min(MC, i1 - ic);
+                    PackA(job, ic, mc, pc, kc, ap);
+                    MacroKernel(mc, nc, kc, ap, bp, job.C + (nint)ic * job.Ldc + jc, job.Ldc, overwrite);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(A)[i0:i0+mc, k0:k0+kc] into micro-panels of MR rows: element (r, k) of panel p is at
+    /// dst[p·MR·kc + k·MR + r]. Rows past mc are zero.
+    /// </summary>
+    private static unsafe void PackA<T>(in Job<T> job, int i0, int mc, int k0, int kc, T* dst)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int MR = Blocking<T>.MR;
+        nint lda = job.Lda;
+        for (int ir = 0; ir < mc; ir += MR, dst += MR * kc)
+        {
+            int mr = Math.Min(MR, mc - ir);
+            if (job.TransA)
+            {
+                // Stored [K,M]: the MR values for one k are contiguous.
+                T* src = job.A + (nint)k0 * lda + i0 + ir;
+                for (int k = 0; k < kc; k++, src += lda)
+                {
+                    T* d = dst + k * MR;
+                    int r = 0;
+                    for (; r < mr; r++) d[r] = src[r];
+                    for (; r < MR; r++) d[r] = T.Zero;
+                }
+            }
+            else
+            {
+                // Stored [M,K]: a transposing copy of MR stored rows.
+                T* src = job.A + (nint)(i0 + ir) * lda + k0;
+                if (mr == MR && TryPackTransposedGather(src, lda, kc, MR, dst))
+                    continue;
+                // Scalar: read each row contiguously, write with stride MR.
+                for (int r = 0; r < mr; r++, src += lda)
+                {
+                    T* d = dst + r;
+                    for (int k = 0; k < kc; k++, d += MR) *d = src[k];
+                }
+                for (int r = mr; r < MR; r++)
+                {
+                    T* d = dst + r;
+                    for (int k = 0; k < kc; k++, d += MR) *d = T.Zero;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[k0:k0+kc, j0:j0+nc] into micro-panels of NR columns: element (k, j) of panel p is at
+    /// dst[p·NR·kc + k·NR + j]. Columns past nc are zero.
+    /// </summary>
+    private static unsafe void PackB<T>(in Job<T> job, int k0, int kc, int j0, int nc, T* dst)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int NR = Blocking<T>.NR;
+        nint ldb = job.Ldb;
+        for (int jr = 0; jr < nc; jr += NR, dst += NR * kc)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            if (!job.TransB)
+            {
+                // Stored [K,N]: the NR values for one k are contiguous.
+                T* src = job.B + (nint)k0 * ldb + j0 + jr;
+                if (nr == NR)
+                {
+                    for (int k = 0; k < kc; k++, src += ldb)
+                        CopyRow(src, dst + k * NR, NR);
+                }
+                else
+                {
+                    for (int k = 0; k < kc; k++, src += ldb)
+                    {
+                        T* d = dst + k * NR;
+                        int j = 0;
+                        for (; j < nr; j++) d[j] = src[j];
+                        for (; j < NR; j++) d[j] = T.Zero;
+                    }
+                }
+            }
+            else
+            {
+                // Stored [N,K]: op(B) column j is stored row j.
+                T* src = job.B + (nint)(j0 + jr) * ldb + k0;
+                if (nr == NR && TryPackTransposedGather(src, ldb, kc, NR, dst))
+                    continue;
+                // Scalar: read each stored row contiguously, write with stride NR.
+                for (int j = 0; j < nr; j++, src += ldb)
+                {
+                    T* d = dst + j;
+                    for (int k = 0; k < kc; k++, d += NR) *d = src[k];
+                }
+                for (int j = nr; j < NR; j++)
+                {
+                    T* d = dst + j;
+                    for (int k = 0; k < kc; k++, d += NR) *d = T.Zero;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Transposing pack with AVX2 gathers: for each k, gathers element k of <paramref name="width"/>
+    /// stored rows (8 floats / 4 doubles per gather) into dst[k·width + j]. Several times faster than
+    /// the scalar strided loop, which matters for dY·Wᵀ where B is used only M times after packing
+    /// (measured 256×2304×768 with transB: 75 → 87 GFLOP/s on one core).
+    /// </summary>
+    private static unsafe bool TryPackTransposedGather<T>(T* src, nint ld, int kc, int width, T* dst) where T : unmanaged
+    {
+        if (!Avx2.IsSupported || ld > int.MaxValue / width)
+            return false;
+        if (typeof(T) == typeof(float) && width % 8 == 0)
+        {
+            var idx = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * (int)ld;
+            for (int g = 0; g < width; g += 8)
+            {
+                float* s = (float*)src + g * ld;
+                float* d = (float*)dst + g;
+                for (int k = 0; k < kc; k++, d += width)
+                    Vector256.Store(Avx2.GatherVector256(s + k, idx, 4), d);
+            }
+            return true;
+        }
+        if (typeof(T) == typeof(double) && width % 4 == 0)
+        {
+            var idx = Vector128.Create(0, 1, 2, 3) * (int)ld;
+            for (int g = 0; g < width; g += 4)
+            {
+                double* s = (double*)src + g * ld;
+                double* d = (double*)dst + g;
+                for (int k = 0; k < kc; k++, d += width)
+                    Vector256.Store(Avx2.GatherVector256(s + k, idx, 8), d);
+            }
+            return true;
+        }
+        return false;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void CopyRow<T>(T* src, T* dst, int count) where T : unmanaged
+    {
+        if (Vector512.IsHardwareAccelerated && count == 2 * Vector512<T>.Count)
+        {
+            Vector512.Store(Vector512.Load(src), dst);
+            Vector512.Store(Vector512.Load(src + Vector512<T>.Count), dst + Vector512<T>.Count);
+        }
+        else
+            Buffer.MemoryCopy(src, dst, (long)count * sizeof(T), (long)count * sizeof(T));
+    }
+
+    /// <summary>Runs the micro-kernel over an mc × nc block of C using packed Ap (mc × kc) and Bp (kc × nc).</summary>
+    private static unsafe void MacroKernel<T>(int mc, int nc, int kc, T* ap, T* bp, T* c, int ldc, bool overwrite)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int MR = Blocking<T>.MR, NR = Blocking<T>.NR;
+        T* tile = stackalloc T[8 * 32];   // scratch for edge tiles; MR×NR ≤ 8×32 for both paths and types
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            T* bPanel = bp + (nint)jr * kc;
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int mr = Math.Min(MR, mc - ir);
+                T* aPanel = ap + (nint)ir * kc;
+                T* cTile = c + (nint)ir * ldc + jr;
+                if (mr == MR && nr == NR)
+                {
+                    MicroKernel(kc, aPanel, bPanel, cTile, ldc, overwrite);
+                }
+                else
+                {
+                    MicroKernel(kc, aPanel, bPanel, tile, NR, overwrite: true);
+                    for (int r = 0; r < mr; r++)
+                    {
+                        T* dst = cTile + (nint)r * ldc;
+                        T* src = tile + r * NR;
+                        if (overwrite)
+                            for (int j = 0; j < nr; j++) dst[j] = src[j];
+                        else
+                            for (int j = 0; j < nr; j++) dst[j] += src[j];
+                    }
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void MicroKernel<T>(int kc, T* a, T* b, T* c, int ldc, bool overwrite)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (Vector512.IsHardwareAccelerated)
+            Kernel8x2V512(kc, a, b, c, ldc, overwrite);
+        else
+            Kernel6x2V256(kc, a, b, c, ldc, overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Fma<T>(Vector512<T> a, Vector512<T> b, Vector512<T> c) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+            return Vector512.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double))
+            return Vector512.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        return a * b + c;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<T> Fma<T>(Vector256<T> a, Vector256<T> b, Vector256<T> c) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+            return Vector256.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double))
+            return Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        return a * b + c;
+    }
+
+    /// <summary>
+    /// Requests the C tile's cache lines before the k loop, so the final load/store of C (often a miss
+    /// when C is large) overlaps with the FMAs instead of stalling after them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PrefetchTile<T>(T* c, int ldc, int rows, int cols) where T : unmanaged
+    {
+        if (!Sse.IsSupported)
+            return;
+        for (int r = 0; r < rows; r++, c += ldc)
+        {
+            Sse.Prefetch0(c);
+            Sse.Prefetch0(c + cols - 1);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Put<T>(Vector512<T> v, T* c, bool overwrite) where T : unmanaged
+    {
+        if (!overwrite) v += Vector512.Load(c);
+        Vector512.Store(v, c);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Put<T>(Vector256<T> v, T* c, bool overwrite) where T : unmanaged
+    {
+        if (!overwrite) v += Vector256.Load(c);
+        Vector256.Store(v, c);
+    }
+
+    /// <summary>
+    /// AVX-512 micro-kernel: an 8 × (2·W) tile of C (W = 16 floats or 8 doubles) held in 16 registers.
+    /// Per depth step: load two vectors of the B micro-panel, broadcast each of the 8 A values, 16 FMAs.
+    /// Each C element is the sequential FMA chain over k = 0..kc-1, then added to C once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Kernel8x2V512<T>(int kc, T* a, T* b, T* c, int ldc, bool overwrite)
+        where T : unmanaged
+    {
+        int W = Vector512<T>.Count;
+        PrefetchTile(c, ldc, 8, 2 * W);
+        Vector512<T> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<T> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<T> c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<T> c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int k = 0; k < kc; k++, a += 8, b += 2 * W)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + W);
+            var x = Vector512.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
+            x = Vector512.Create(a[6]); c60 = Fma(x, b0, c60); c61 = Fma(x, b1, c61);
+            x = Vector512.Create(a[7]); c70 = Fma(x, b0, c70); c71 = Fma(x, b1, c71);
+        }
+        nint ld = ldc;
+        Put(c00, c, overwrite); Put(c01, c + W, overwrite); c += ld;
+        Put(c10, c, overwrite); Put(c11, c + W, overwrite); c += ld;
+        Put(c20, c, overwrite); Put(c21, c + W, overwrite); c += ld;
+        Put(c30, c, overwrite); Put(c31, c + W, overwrite); c += ld;
+        Put(c40, c, overwrite); Put(c41, c + W, overwrite); c += ld;
+        Put(c50, c, overwrite); Put(c51, c + W, overwrite); c += ld;
+        Put(c60, c, overwrite); Put(c61, c + W, overwrite); c += ld;
+        Put(c70, c, overwrite); Put(c71, c + W, overwrite);
+    }
+
+    /// <summary>AVX2 fallback micro-kernel: a 6 × (2·W) tile (W = 8 floats or 4 doubles), 12 accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Kernel6x2V256<T>(int kc, T* a, T* b, T* c, int ldc, bool overwrite)
+        where T : unmanaged
+    {
+        int W = Vector256<T>.Count;
+        PrefetchTile(c, ldc, 6, 2 * W);
+        Vector256<T> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<T> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector256<T> c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int k = 0; k < kc; k++, a += 6, b += 2 * W)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + W);
+            var x = Vector256.Create(a[0]); c00 = Fma(x, b0, c00); c01 = Fma(x, b1, c01);
+            x = Vector256.Create(a[1]); c10 = Fma(x, b0, c10); c11 = Fma(x, b1, c11);
+            x = Vector256.Create(a[2]); c20 = Fma(x, b0, c20); c21 = Fma(x, b1, c21);
+            x = Vector256.Create(a[3]); c30 = Fma(x, b0, c30); c31 = Fma(x, b1, c31);
+            x = Vector256.Create(a[4]); c40 = Fma(x, b0, c40); c41 = Fma(x, b1, c41);
+            x = Vector256.Create(a[5]); c50 = Fma(x, b0, c50); c51 = Fma(x, b1, c51);
+        }
+        nint ld = ldc;
+        Put(c00, c, overwrite); Put(c01, c + W, overwrite); c += ld;
+        Put(c10, c, overwrite); Put(c11, c + W, overwrite); c += ld;
+        Put(c20, c, overwrite); Put(c21, c + W, overwrite); c += ld;
+        Put(c30, c, overwrite); Put(c31, c + W, overwrite); c += ld;
+        Put(c40, c, overwrite); Put(c41, c + W, overwrite); c += ld;
+        Put(c50, c, overwrite); Put(c51, c + W, overwrite);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Direct path (small problems, few rows)
+    // ------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Unpacked product for columns [j0,j1) of C. Each row of op(A) is made contiguous first (copied
+    /// when transA). Without transB, C columns are computed in register chunks as sums over k of
+    /// a(i,k)·B[k, j..]; with transB each element is a dot product of two contiguous rows.
+    /// </summary>
+    private static unsafe void Direct<T>(in Job<T> job, int j0, int j1)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int M = job.M, K = job.K;
+        nint lda = job.Lda, ldb = job.Ldb, ldc = job.Ldc;
+        T* rowBuf = job.TransA ? Buffers<T>.Row(K) : null;
+        for (int i = 0; i < M; i++)
+        {
+            T* arow;
+            if (job.TransA)
+            {
+                T* s = job.A + i;
+                for (int k = 0; k < K; k++, s += lda) rowBuf[k] = *s;
+                arow = rowBuf;
+            }
+            else
+                arow = job.A + i * lda;
+            T* crow = job.C + i * ldc;
+            if (job.TransB)
+                DirectDots(arow, job.B, ldb, K, crow, j0, j1, job.Accumulate);
+            else
+                DirectAxpy(arow, job.B, ldb, K, crow, j0, j1, job.Accumulate);
+        }
+    }
+
+    private static unsafe void DirectAxpy<T>(T* arow, T* B, nint ldb, int K, T* crow, int j0, int j1, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int W = Vector256<T>.Count;
+        int j = j0;
+        for (; j + 4 * W <= j1; j += 4 * W)
+        {
+            Vector256<T> s0 = default, s1 = default, s2 = default, s3 = default;
+            T* bp = B + j;
+            for (int k = 0; k < K; k++, bp += ldb)
+            {
+                var x = Vector256.Create(arow[k]);
+                s0 = Fma(x, Vector256.Load(bp), s0);
+                s1 = Fma(x, Vector256.Load(bp + W), s1);
+                s2 = Fma(x, Vector256.Load(bp + 2 * W), s2);
+                s3 = Fma(x, Vector256.Load(bp + 3 * W), s3);
+            }
+            Put(s0, crow + j, !accumulate); Put(s1, crow + j + W, !accumulate);
+            Put(s2, crow + j + 2 * W, !accumulate); Put(s3, crow + j + 3 * W, !accumulate);
+        }
+        for (; j + W <= j1; j += W)
+        {
+            Vector256<T> s0 = default;
+            T* bp = B + j;
+            for (int k = 0; k < K; k++, bp += ldb)
+                s0 = Fma(Vector256.Create(arow[k]), Vector256.Load(bp), s0);
+            Put(s0, crow + j, !accumulate);
+        }
+        for (; j < j1; j++)
+        {
+            T s = T.Zero;
+            T* bp = B + j;
+            for (int k = 0; k < K; k++, bp += ldb)
+                s = T.FusedMultiplyAdd(arow[k], *bp, s);
+            crow[j] = accumulate ? crow[j] + s : s;
+        }
+    }
+
+    private static unsafe void DirectDots<T>(T* arow, T* B, nint ldb, int K, T* crow, int j0, int j1, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int W = Vector256<T>.Count;
+        for (int j = j0; j < j1; j++)
+        {
+            T* brow = B + j * ldb;
+            Vector256<T> s0 = default, s1 = default;
+            int k = 0;
+            for (; k + 2 * W <= K; k += 2 * W)
+            {
+                s0 = Fma(Vector256.Load(arow + k), Vector256.Load(brow + k), s0);
+                s1 = Fma(Vector256.Load(arow + k + W), Vector256.Load(brow + k + W), s1);
+            }
+            for (; k + W <= K; k += W)
+                s0 = Fma(Vector256.Load(arow + k), Vector256.Load(brow + k), s0);
+            T s = Vector256.Sum(s0 + s1);
+            for (; k < K; k++)
+                s = T.FusedMultiplyAdd(arow[k], brow[k], s);
+            crow[j] = accumulate ? crow[j] + s : s;
+        }
+    }
+}
