@@ -589,41 +589,39 @@ public static class Gemm
         }
     }
 
+    /// <summary>
+    /// crow[j0..j1) (+)= Σ_k arow[k]·B[k, j]. Columns are processed in blocks of 16 KiB whose partial sums
+    /// live in an L1-resident scratch row, while each B row segment is streamed contiguously (this is
+    /// memory-bound for M=1, so sequential access to B is what matters). Per element the sum is the
+    /// sequential FMA chain over k from zero, added to C at the end.
+    /// </summary>
     private static unsafe void DirectAxpy<T>(T* arow, T* B, nint ldb, int K, T* crow, int j0, int j1, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        int Block = 16384 / sizeof(T);   // 16 KiB of partial sums: L1-resident, and long contiguous runs of B
         int W = Vector256<T>.Count;
-        int j = j0;
-        for (; j + 4 * W <= j1; j += 4 * W)
+        T* acc = stackalloc T[Block];
+        for (int jb = j0; jb < j1; jb += Block)
         {
-            Vector256<T> s0 = default, s1 = default, s2 = default, s3 = default;
-            T* bp = B + j;
+            int bw = Math.Min(Block, j1 - jb);
+            int vw = bw - bw % W;
+            new Span<T>(acc, bw).Clear();
+            T* bp = B + jb;
             for (int k = 0; k < K; k++, bp += ldb)
             {
-                var x = Vector256.Create(arow[k]);
-                s0 = Fma(x, Vector256.Load(bp), s0);
-                s1 = Fma(x, Vector256.Load(bp + W), s1);
-                s2 = Fma(x, Vector256.Load(bp + 2 * W), s2);
-                s3 = Fma(x, Vector256.Load(bp + 3 * W), s3);
+                T a = arow[k];
+                var x = Vector256.Create(a);
+                int j = 0;
+                for (; j < vw; j += W)
+                    Vector256.Store(Fma(x, Vector256.Load(bp + j), Vector256.Load(acc + j)), acc + j);
+                for (; j < bw; j++)
+                    acc[j] = T.FusedMultiplyAdd(a, bp[j], acc[j]);
             }
-            Put(s0, crow + j, !accumulate); Put(s1, crow + j + W, !accumulate);
-            Put(s2, crow + j + 2 * W, !accumulate); Put(s3, crow + j + 3 * W, !accumulate);
-        }
-        for (; j + W <= j1; j += W)
-        {
-            Vector256<T> s0 = default;
-            T* bp = B + j;
-            for (int k = 0; k < K; k++, bp += ldb)
-                s0 = Fma(Vector256.Create(arow[k]), Vector256.Load(bp), s0);
-            Put(s0, crow + j, !accumulate);
-        }
-        for (; j < j1; j++)
-        {
-            T s = T.Zero;
-            T* bp = B + j;
-            for (int k = 0; k < K; k++, bp += ldb)
-                s = T.FusedMultiplyAdd(arow[k], *bp, s);
-            crow[j] = accumulate ? crow[j] + s : s;
+            T* c = crow + jb;
+            if (accumulate)
+                for (int j = 0; j < bw; j++) c[j] += acc[j];
+            else
+                new Span<T>(acc, bw).CopyTo(new Span<T>(c, bw));
         }
     }
 
