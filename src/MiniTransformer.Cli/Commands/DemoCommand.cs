@@ -13,10 +13,10 @@ namespace MiniTransformer.Cli.Commands;
 /// </summary>
 static class DemoCommand
 {
-    /// <summary>The demo model: 2 layers (an induction head needs two), 4 heads, d = 64.</summary>
-    public static Gpt2Config ModelConfig(int vocab) => new(vocab, NPositions: 64, NEmbd: 64, NLayer: 2, NHead: 4);
+    /// <summary>The demo model: 2 layers (an induction head needs two), 4 heads, d = 64, context 32.</summary>
+    public static Gpt2Config ModelConfig(int vocab) => new(vocab, NPositions: 32, NEmbd: 64, NLayer: 2, NHead: 4);
 
-    public static TrainConfig Training(int steps) => new(steps, Batch: 16, Seq: 64, LearningRate: 3e-3, WarmupSteps: 50,
+    public static TrainConfig Training(int steps) => new(steps, Batch: 32, Seq: 32, LearningRate: 3e-3, WarmupSteps: 50,
         EvalEvery: Math.Max(1, steps / 8), EvalBatches: 8, Seed: 1337, Optimizer: new OptimizerConfig(WeightDecay: 0.01));
 
     public static Command Create()

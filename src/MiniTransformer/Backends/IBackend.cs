@@ -79,6 +79,6 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
     // ---- optimizer and gradient norm ----
     void AdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step);
     void Sgd(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale);
-    /// <summary>Σ g² over the tensor (accumulated in float64).</summary>
+    /// <summary>Σ g² over the tensor: fixed chunks summed in the tensor's precision, chunk totals added in float64.</summary>
     double SumOfSquares(Tensor<F> g);
 }

@@ -14,11 +14,11 @@ public sealed class InductionSource : RowSource
 
     private static readonly CharTokenizer s_tokenizer = new(EndMark.ToString() + CopyMark + Letters, EndMark);
 
-    public InductionSource(int seed, int minSegment = 4, int maxSegment = 16)
+    public InductionSource(int seed, int minSegment = 4, int maxSegment = 12)
         : base("synthetic:induction", seed)
     {
-        if (minSegment < 1 || maxSegment < minSegment || maxSegment > 1024)
-            throw new ArgumentOutOfRangeException(nameof(minSegment), $"need 1 <= minSegment <= maxSegment <= 1024, got {minSegment}..{maxSegment}");
+        if (minSegment < 1 || maxSegment < minSegment || maxSegment > Letters.Length)
+            throw new ArgumentOutOfRangeException(nameof(minSegment), $"need 1 <= minSegment <= maxSegment <= {Letters.Length} (segments use distinct letters), got {minSegment}..{maxSegment}");
         MinSegment = minSegment;
         MaxSegment = maxSegment;
     }
@@ -30,7 +30,7 @@ public sealed class InductionSource : RowSource
     public override ITokenizer Tokenizer => s_tokenizer;
 
     public override string Describe() =>
-        $"{Spec}: episodes 'SEGMENT>SEGMENT|' with random {MinSegment}-{MaxSegment}-letter segments over {Letters.Length} letters; " +
+        $"{Spec}: episodes 'SEGMENT>SEGMENT|' with random {MinSegment}-{MaxSegment}-letter segments of distinct letters (of {Letters.Length}); " +
         $"only the copy after '>' is scored, so val accuracy = induction/copy accuracy on fresh segments (chance ~{1.0 / Letters.Length:P0})";
 
     public override IReadOnlyList<string> SamplePrompts(int count)
@@ -50,7 +50,9 @@ public sealed class InductionSource : RowSource
         return string.Create(len, rng.NextU64(), static (span, state) =>
         {
             var r = DetRng.From((long)state);
-            for (int i = 0; i < span.Length; i++) span[i] = Letters[r.Next(Letters.Length)];
+            Span<int> picks = stackalloc int[span.Length];
+            DistinctLetters(ref r, picks);
+            for (int i = 0; i < span.Length; i++) span[i] = Letters[picks[i]];
         });
     }
 
@@ -58,15 +60,45 @@ public sealed class InductionSource : RowSource
     {
         const int firstLetter = 2, copyId = 1, endId = 0;
         Span<int> segment = stackalloc int[MaxSegment];
+        Span<int> previous = stackalloc int[MaxSegment];
+        int previousLength = 0;
         while (!row.Full)
         {
             int len = rng.Next(MinSegment, MaxSegment);
             var seg = segment[..len];
-            for (int i = 0; i < len; i++) seg[i] = firstLetter + rng.Next(Letters.Length);
+            DistinctLetters(ref rng, seg, previous[..previousLength]);
+            seg.CopyTo(previous);
+            previousLength = len;
+            for (int i = 0; i < len; i++) seg[i] += firstLetter;
             row.Add(seg, score: false);
             row.Add(copyId, score: false);
             row.Add(seg, score: true);
             row.Add(endId, score: true);
+        }
+    }
+
+    /// <summary>
+    /// Fills <paramref name="picks"/> with distinct letter indices (a partial Fisher–Yates shuffle), taking letters of the
+    /// previous episode's segment only when the others run out. Distinct letters make every copy position predictable
+    /// from content alone — the token after the earlier occurrence of the current token — with no second, older
+    /// occurrence nearby to confuse an induction head.
+    /// </summary>
+    private static void DistinctLetters(ref DetRng rng, Span<int> picks, ReadOnlySpan<int> avoid = default)
+    {
+        // pool = [letters not in avoid | letters in avoid]; draw from the first group, then the second.
+        Span<int> pool = stackalloc int[Letters.Length];
+        int fresh = 0, k = Letters.Length;
+        for (int letter = 0; letter < Letters.Length; letter++)
+        {
+            if (avoid.Contains(letter)) pool[--k] = letter;
+            else pool[fresh++] = letter;
+        }
+        for (int i = 0; i < picks.Length; i++)
+        {
+            int end = i < fresh ? fresh : pool.Length;
+            int j = i + rng.Next(end - i);
+            (pool[i], pool[j]) = (pool[j], pool[i]);
+            picks[i] = pool[i];
         }
     }
 }
