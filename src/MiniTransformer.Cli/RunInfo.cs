@@ -31,7 +31,7 @@ static class RunInfo
             try
             {
                 var psi = new ProcessStartInfo("git", "rev-parse --short HEAD")
-                { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = AppContext.BaseDirectory };
+                { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Environment.CurrentDirectory };
                 using var p = Process.Start(psi)!;
                 string s = p.StandardOutput.ReadToEnd().Trim();
                 p.WaitForExit(2000);

@@ -8,20 +8,23 @@ using Spectre.Console;
 namespace MiniTransformer.Cli.Commands;
 
 /// <summary>
-/// <c>mt demo</c>: the README's main job. Trains a 2-layer GPT-2 to copy a random segment (an induction task: the
+/// <c>mt demo</c>: the README's main job. Trains a 3-layer GPT-2 to copy a random segment (an induction task: the
 /// second copy is only predictable by attending back to the first), on the CPU with no downloads, in about two minutes.
 /// </summary>
 static class DemoCommand
 {
-    /// <summary>The demo model: 2 layers (an induction head needs two), 4 heads, d = 64, context 32.</summary>
-    public static Gpt2Config ModelConfig(int vocab) => new(vocab, NPositions: 32, NEmbd: 64, NLayer: 2, NHead: 4);
+    /// <summary>
+    /// The demo model: 3 layers, 4 heads, d = 64, context 32. An induction head needs two layers; with three, the
+    /// sharp drop in loss when the induction circuit forms comes within ~1500 steps here (two layers plateaued near 80 %).
+    /// </summary>
+    public static Gpt2Config ModelConfig(int vocab) => new(vocab, NPositions: 32, NEmbd: 64, NLayer: 3, NHead: 4);
 
     public static TrainConfig Training(int steps) => new(steps, Batch: 32, Seq: 32, LearningRate: 3e-3, WarmupSteps: 50,
-        EvalEvery: Math.Max(1, steps / 8), EvalBatches: 8, Seed: 1337, Optimizer: new OptimizerConfig(WeightDecay: 0.01));
+        EvalEvery: Math.Max(1, steps / 10), EvalBatches: 8, Seed: 1337, Optimizer: new OptimizerConfig(WeightDecay: 0.01));
 
     public static Command Create()
     {
-        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 600 };
+        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 2500 };
         var outDir = new Option<string>("--out") { Description = "run folder", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
         var threads = Common.Threads();
         var cmd = new Command("demo", "Train a small GPT-2 on a synthetic induction task (CPU, no downloads, ~2 minutes) and report.");
