@@ -21,7 +21,7 @@ static class TrainRun
 {
     public sealed record Result(double TrainLoss, double ValLoss, double ValAccuracy, double MedianStepMs, double TokensPerSecond, IReadOnlyList<(string Prompt, string Sample)> Samples);
 
-    public static Result Execute<F>(Gpt2<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, string outDir,
+    public static Result Execute<F>(ILanguageModel<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, string outDir,
         bool resume, string title, int samples = 3) where F : unmanaged, IFloatingPointIeee754<F>
     {
         var trainer = new Trainer<F>(model, data, config, ops, outDir);
@@ -35,7 +35,7 @@ static class TrainRun
         var manifest = RunInfo.Manifest(config.Seed, Parallelism.Threads, new JsonObject
         {
             ["data"] = data.Spec,
-            ["model"] = JsonNode.Parse(model.Config.ToJson()),
+            ["model"] = JsonNode.Parse(model.ConfigJson),
             ["dtype"] = typeof(F) == typeof(double) ? "f64" : "f32",
             ["backend"] = ops.Name,
             ["train"] = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(config)),
@@ -44,7 +44,7 @@ static class TrainRun
         File.WriteAllText(Path.Combine(outDir, "manifest.json"), manifest.ToJsonString(new() { WriteIndented = true }));
 
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(title)}[/]");
-        AnsiConsole.MarkupLine($"  model  GPT-2 L={model.Config.NLayer} H={model.Config.NHead} d={model.Config.NEmbd} V={model.VocabSize} ctx={model.MaxSequence} · {HumanCount(model.Config.ParameterCount)} parameters · {ops.Name} · {Parallelism.Threads} threads");
+        AnsiConsole.MarkupLine($"  model  {Markup.Escape(model.Describe())} · {HumanCount(ParameterCount(model))} parameters · {ops.Name} · {Parallelism.Threads} threads");
         AnsiConsole.MarkupLine($"  data   {Markup.Escape(data.Describe())}");
         AnsiConsole.MarkupLine($"  train  {config.Steps} steps × {config.Batch}×{config.Seq} tokens{(config.GradAccum > 1 ? $" × {config.GradAccum} accum" : "")}, lr {config.LearningRate} (warm-up {config.Warmup}, cosine)");
 
@@ -126,16 +126,18 @@ static class TrainRun
         return (train, val);
     }
 
-    static string Report<F>(Gpt2<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, Result r, string title)
+    static long ParameterCount<F>(ILanguageModel<F> model) where F : unmanaged, IFloatingPointIeee754<F> =>
+        model.Parameters.Sum(p => (long)p.Value.Length);
+
+    static string Report<F>(ILanguageModel<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, Result r, string title)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        var c = model.Config;
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"# {title}\n");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{RunInfo.CommandLine}` · commit {RunInfo.GitCommit} · {RunInfo.Cpu} · {Parallelism.Threads} threads · {ops.Name}\n");
         sb.AppendLine("| | |\n|---|---|");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| model | GPT-2, L={c.NLayer}, H={c.NHead}, d={c.NEmbd}, MLP {c.Ffn}, V={c.VocabSize}, ctx {c.NPositions}, {(c.TieWordEmbeddings ? "tied" : "untied")} |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| parameters | {c.ParameterCount:N0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| model | {model.Describe()} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| parameters | {ParameterCount(model):N0} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| data | {data.Describe()} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| training | {config.Steps} steps, batch {config.Batch}×{config.Seq}, AdamW lr {config.LearningRate}, warm-up {config.Warmup}, cosine to {config.MinLrFraction}×, wd {config.Opt.WeightDecay}, clip {config.Opt.GradClip}, seed {config.Seed} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| final train loss | {Fmt(r.TrainLoss)} |");

@@ -63,17 +63,18 @@ static class TrainCommand
     static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        Gpt2<F> model;
+        ILanguageModel<F> model;
         if (resume)
         {
             var ck = Trainer<F>.FindCheckpoint(run) ?? throw new InputException($"--resume: no checkpoint in {run}");
-            model = ModelFiles.LoadGpt2(ck, ops);
+            model = ModelFiles.Load(ck, ops);
         }
-        else if (modelPath is not null) model = ModelFiles.LoadGpt2(modelPath, ops);
+        else if (modelPath is not null) model = ModelFiles.Load(modelPath, ops);
         else
         {
-            model = new Gpt2<F>(init.Config(r, data.VocabSize), ops);
-            model.InitializeRandom(config.Seed);
+            var gpt2 = new Gpt2<F>(init.Config(r, data.VocabSize), ops);
+            gpt2.InitializeRandom(config.Seed);
+            model = gpt2;
         }
         TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}");
     }

@@ -103,11 +103,15 @@ public static partial class ModelFiles
         return StTensor.FromFloats(name, f, s);
     }
 
+    /// <summary>Loads any supported model (dispatch on config.json's model_type).</summary>
+    public static ILanguageModel<F> Load<F>(string path, IBackend<F> ops) where F : unmanaged, IFloatingPointIeee754<F> =>
+        LoadGpt2(path, ops);
+
     /// <summary>Writes config.json and model.safetensors (config also in the metadata), each atomically.</summary>
-    public static void Save<F>(Gpt2<F> model, string dir, StDType dtype = StDType.F32) where F : unmanaged, IFloatingPointIeee754<F>
+    public static void Save<F>(ILanguageModel<F> model, string dir, StDType dtype = StDType.F32) where F : unmanaged, IFloatingPointIeee754<F>
     {
         Directory.CreateDirectory(dir);
-        string json = model.Config.ToJson();
+        string json = model.ConfigJson;
         SafeTensors.Write(Path.Combine(dir, WeightsFile),
             model.Parameters.Select(p => ToStored<F>(p.Name, p.Value.Span, p.Value.Shape, dtype)),
             new Dictionary<string, string> { ["config"] = json, ["format"] = "pt" });

@@ -51,6 +51,9 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public string Arch => "gpt2";
     public int VocabSize => Config.VocabSize;
     public int MaxSequence => Config.NPositions;
+    public string ConfigJson => Config.ToJson();
+    public string Describe() =>
+        $"GPT-2 L={Config.NLayer} H={Config.NHead} d={Config.NEmbd} MLP={Config.Ffn} V={Config.VocabSize} ctx={Config.NPositions}{(Config.TieWordEmbeddings ? "" : " untied")}";
     public IReadOnlyList<Parameter<F>> Parameters => parameters;
 
     public Parameter<F> Wte { get; }

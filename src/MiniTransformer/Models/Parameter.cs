@@ -23,8 +23,13 @@ public sealed class Parameter<F>(string name, Tensor<F> value) where F : unmanag
 /// <summary>What the trainer and the command line need from any model (GPT-2 now, BERT later).</summary>
 public interface ILanguageModel<F> where F : unmanaged, IFloatingPointIeee754<F>
 {
+    /// <summary>Hugging Face model_type: "gpt2" (or "bert").</summary>
     string Arch { get; }
     int VocabSize { get; }
+    /// <summary>The Hugging Face config.json of this model.</summary>
+    string ConfigJson { get; }
+    /// <summary>One line for logs: architecture and sizes.</summary>
+    string Describe();
     int MaxSequence { get; }
     IReadOnlyList<Parameter<F>> Parameters { get; }
 

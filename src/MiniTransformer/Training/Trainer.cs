@@ -26,14 +26,14 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     const string StateFile = "trainer_state.safetensors";
     public const string DataFile = "data.json";
 
-    readonly Gpt2<F> model;
+    readonly ILanguageModel<F> model;
     readonly IDataSource data;
     readonly TrainConfig config;
     readonly IBackend<F> ops;
     readonly string outDir;
     readonly Optimizer<F> optimizer;
 
-    public Trainer(Gpt2<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, string outDir)
+    public Trainer(ILanguageModel<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, string outDir)
     {
         config.Validate();
         if (config.Seq > model.MaxSequence)
@@ -113,7 +113,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     static string Json(JsonObject o) => o.ToJsonString();
 
     /// <summary>Mean loss and next-token accuracy over the scored positions of the first <paramref name="batches"/> val batches.</summary>
-    public static (double Loss, double Accuracy) Evaluate(Gpt2<F> model, IDataSource data, int batches, int B, int T)
+    public static (double Loss, double Accuracy) Evaluate(ILanguageModel<F> model, IDataSource data, int batches, int B, int T)
     {
         var inputs = new int[B * T];
         var targets = new int[B * T];
