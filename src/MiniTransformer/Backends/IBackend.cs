@@ -81,4 +81,48 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
     void Sgd(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale);
     /// <summary>Σ g² over the tensor: fixed chunks summed in the tensor's precision, chunk totals added in float64.</summary>
     double SumOfSquares(Tensor<F> g);
+
+    // ---- fused ops (added for speed; default implementations compose the ops above, backends may do better) ----
+
+    /// <summary>
+    /// <see cref="AdamW"/> and then, when <paramref name="zeroGrad"/>, grad ← 0, in one pass over the four tensors
+    /// (the training step's memory-bound sweep). Bit-identical to AdamW followed by clearing the gradient.
+    /// </summary>
+    void AdamWZeroGrad(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step, bool zeroGrad)
+    {
+        AdamW(param, grad, m, v, step);
+        if (zeroGrad) grad.Clear();
+    }
+
+    /// <summary><see cref="Sgd"/> and then, when <paramref name="zeroGrad"/>, grad ← 0, in one pass.</summary>
+    void SgdZeroGrad(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale, bool zeroGrad)
+    {
+        Sgd(param, grad, learningRate, weightDecay, gradScale);
+        if (zeroGrad) grad.Clear();
+    }
+
+    /// <summary>Sets every element of t to zero (threaded where it pays).</summary>
+    void Zero(Tensor<F> t) => t.Clear();
+
+    /// <summary>
+    /// Residual then layernorm in one pass: resid = a + b, y = LN(resid) (saving mean, rstd). Same results as
+    /// <see cref="ResidualForward"/> followed by <see cref="LayerNormForward"/> on resid.
+    /// </summary>
+    void ResidualLayerNormForward(Tensor<F> resid, Tensor<F> y, Tensor<F> mean, Tensor<F> rstd, Tensor<F> a, Tensor<F> b,
+        Tensor<F> gamma, Tensor<F> beta, int N, int C, double eps)
+    {
+        ResidualForward(resid, a, b, N * C);
+        LayerNormForward(y, mean, rstd, resid, gamma, beta, N, C, eps);
+    }
+
+    /// <summary>
+    /// pre = x·W + b and post = gelu(pre) (the MLP's first half; gelu applied in the matmul's epilogue). Same results
+    /// as <see cref="MatmulForward"/> followed by <see cref="GeluForward"/>.
+    /// </summary>
+    void MatmulGeluForward(Tensor<F> pre, Tensor<F> post, Tensor<F> x, Tensor<F> w, Tensor<F>? b, int N, int K, int M,
+        WeightLayout layout, GeluForm form)
+    {
+        MatmulForward(pre, x, w, b, N, K, M, layout);
+        GeluForward(post, pre, N * M, form);
+    }
 }

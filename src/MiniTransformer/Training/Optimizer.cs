@@ -1,5 +1,6 @@
 using System.Numerics;
 using MiniTransformer.Backends;
+using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Models;
 using MiniTransformer.Tensors;
 
@@ -36,12 +37,35 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     public Tensor<F>[] V { get; } = [];
 
     /// <summary>‖g‖₂ over every parameter's gradient (summed in float64 in a fixed order).</summary>
-    public double GradNorm() => Math.Sqrt(parameters.Sum(p => ops.SumOfSquares(p.Grad)));
+    public double GradNorm()
+    {
+        double s = 0;
+        foreach (var p in parameters) s += ops.SumOfSquares(p.Grad);
+        return Math.Sqrt(s);
+    }
+
+    // True right after Update, which zeroes every gradient in the same sweep as the update (one pass over the
+    // parameters instead of two). ZeroGrad then only has to confirm the gradients are still zero (a read, which exits
+    // at the first non-zero element) instead of writing them all again.
+    bool gradsZeroed;
 
     /// <summary>Zeroes every gradient (backward accumulates).</summary>
-    public void ZeroGrad() { foreach (var p in parameters) p.Grad.Clear(); }
+    public void ZeroGrad()
+    {
+        if (gradsZeroed && ops is CpuBackend<F> && parameters.All(p => CpuBackend<F>.IsZero(p.Grad)))
+        {
+            gradsZeroed = false;
+            return;
+        }
+        foreach (var p in parameters) ops.Zero(p.Grad);
+        gradsZeroed = false;
+    }
 
-    /// <summary>Clips by global norm (when GradClip &gt; 0) and updates; returns the norm before clipping.</summary>
+    /// <summary>
+    /// Clips by global norm (when GradClip &gt; 0) and updates; returns the norm before clipping. Two sweeps: the norm
+    /// (read the gradients), then the update fused with zeroing the gradients (so the next <see cref="ZeroGrad"/> is
+    /// nearly free). The gradients are therefore zero after this call.
+    /// </summary>
     public double Update(double learningRate)
     {
         double norm = GradNorm();
@@ -52,10 +76,11 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
             var p = parameters[i];
             double wd = p.Decays ? Config.WeightDecay : 0;
             if (Config.Kind == OptimizerKind.AdamW)
-                ops.AdamW(p.Value, p.Grad, M[i], V[i], new AdamWStep(learningRate, Config.Beta1, Config.Beta2, Config.Epsilon, wd, Step, scale));
+                ops.AdamWZeroGrad(p.Value, p.Grad, M[i], V[i], new AdamWStep(learningRate, Config.Beta1, Config.Beta2, Config.Epsilon, wd, Step, scale), zeroGrad: true);
             else
-                ops.Sgd(p.Value, p.Grad, learningRate, wd, scale);
+                ops.SgdZeroGrad(p.Value, p.Grad, learningRate, wd, scale, zeroGrad: true);
         }
+        gradsZeroed = true;
         return norm;
     }
 }

@@ -10,7 +10,7 @@ namespace MiniTransformer.Backends.Cpu;
 /// threads with <see cref="Parallelism.For"/>; reductions into parameter gradients are split by column so that each
 /// element is summed over rows in a fixed order (deterministic). Inner loops use TensorPrimitives (Vector512/256).
 /// </summary>
-public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
+public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
 {
     public static readonly CpuBackend<F> Instance = new();
 
@@ -70,16 +70,9 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
         {
             for (int n = lo; n < hi; n++)
             {
-                var xr = x.Data.AsSpan(n * C, C);
-                var yr = y.Data.AsSpan(n * C, C);
-                F mu = TensorPrimitives.Sum<F>(xr) / tc;
-                TensorPrimitives.Subtract(xr, mu, yr);                    // y = x − μ
-                F var = TensorPrimitives.SumOfSquares<F>(yr) / tc;        // biased variance, as torch
-                F rs = F.One / F.Sqrt(var + te);
-                TensorPrimitives.Multiply(yr, rs, yr);                    // x̂
-                TensorPrimitives.FusedMultiplyAdd(yr, gamma.Span, beta.Span, yr);
-                mean.Data[n] = mu;
-                rstd.Data[n] = rs;
+                // y = x − μ; biased variance (as torch); x̂ = (x − μ)·rstd; y = x̂·γ + β
+                LayerNormRow(x.Data.AsSpan(n * C, C), y.Data.AsSpan(n * C, C), gamma.Data, beta.Data, tc, te,
+                    out mean.Data[n], out rstd.Data[n]);
             }
         });
     }
@@ -88,43 +81,79 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
         Tensor<F> gamma, Tensor<F> mean, Tensor<F> rstd, int N, int C)
     {
         F tc = F.CreateTruncating(C);
-        // dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), with dx̂ = dy·γ.
+        // dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), with dx̂ = dy·γ, x̂ = (x − μ)·rstd. Two sweeps per row, no buffers.
         Parallelism.For(N, Math.Max(1, 2048 / Math.Max(C, 1)), (lo, hi) =>
         {
-            var buf = new F[2 * C];
-            var xhat = buf.AsSpan(0, C);
-            var dxhat = buf.AsSpan(C, C);
+            var g = gamma.Data.AsSpan(0, C);
             for (int n = lo; n < hi; n++)
             {
                 var xr = x.Data.AsSpan(n * C, C);
                 var dyr = dy.Data.AsSpan(n * C, C);
-                F mu = mean.Data[n], rs = rstd.Data[n];
-                TensorPrimitives.Subtract(xr, mu, xhat);
-                TensorPrimitives.Multiply(xhat, rs, xhat);
-                TensorPrimitives.Multiply(dyr, gamma.Span, dxhat);
-                F meanD = TensorPrimitives.Sum<F>(dxhat) / tc;
-                F meanDX = TensorPrimitives.Dot<F>(dxhat, xhat) / tc;
-                // dxhat ← (dxhat − meanD − x̂·meanDX)·rs, then add into dx
-                TensorPrimitives.Subtract(dxhat, meanD, dxhat);
-                TensorPrimitives.MultiplyAdd(xhat, -meanDX, dxhat, dxhat);
                 var dxr = dx.Data.AsSpan(n * C, C);
-                TensorPrimitives.MultiplyAdd(dxhat, rs, dxr, dxr);
+                F mu = mean.Data[n], rs = rstd.Data[n];
+                F sumD = F.Zero, sumDX = F.Zero;
+                int i = 0;
+                if (V512)
+                {
+                    var vmu = Vector512.Create(mu); var vrs = Vector512.Create(rs);
+                    Vector512<F> aD = Vector512<F>.Zero, aDX = Vector512<F>.Zero;
+                    for (; i <= C - W; i += W)
+                    {
+                        var d = Vector512.Create<F>(dyr.Slice(i)) * Vector512.Create<F>(g.Slice(i));
+                        var xh = (Vector512.Create<F>(xr.Slice(i)) - vmu) * vrs;
+                        aD += d; aDX += d * xh;
+                    }
+                    sumD = Vector512.Sum(aD); sumDX = Vector512.Sum(aDX);
+                }
+                for (; i < C; i++)
+                {
+                    F d = dyr[i] * g[i];
+                    sumD += d; sumDX += d * (xr[i] - mu) * rs;
+                }
+                F meanD = sumD / tc, meanDX = sumDX / tc;
+                i = 0;
+                if (V512)
+                {
+                    var vmu = Vector512.Create(mu); var vrs = Vector512.Create(rs);
+                    var vmD = Vector512.Create(meanD); var vmDX = Vector512.Create(meanDX);
+                    for (; i <= C - W; i += W)
+                    {
+                        var d = Vector512.Create<F>(dyr.Slice(i)) * Vector512.Create<F>(g.Slice(i));
+                        var xh = (Vector512.Create<F>(xr.Slice(i)) - vmu) * vrs;
+                        (Vector512.Create<F>(dxr.Slice(i)) + (d - vmD - xh * vmDX) * vrs).CopyTo(dxr.Slice(i));
+                    }
+                }
+                for (; i < C; i++)
+                    dxr[i] += (dyr[i] * g[i] - meanD - (xr[i] - mu) * rs * meanDX) * rs;
             }
         });
         // dγ += Σ_n dy·x̂, dβ += Σ_n dy — split by column, rows summed in order.
         Parallelism.For(C, ColumnGrain, (c0, c1) =>
         {
             int w = c1 - c0;
-            var xhat = new F[w];
             var dG = dGamma.Data.AsSpan(c0, w);
             var dB = dBeta.Data.AsSpan(c0, w);
             for (int n = 0; n < N; n++)
             {
                 var dyr = dy.Data.AsSpan(n * C + c0, w);
-                TensorPrimitives.Subtract(x.Data.AsSpan(n * C + c0, w), mean.Data[n], xhat);
-                TensorPrimitives.Multiply(xhat, rstd.Data[n], xhat);
-                TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dG, dG);
-                TensorPrimitives.Add(dB, dyr, dB);
+                var xr = x.Data.AsSpan(n * C + c0, w);
+                F mu = mean.Data[n], rs = rstd.Data[n];
+                int i = 0;
+                if (V512)
+                {
+                    var vmu = Vector512.Create(mu); var vrs = Vector512.Create(rs);
+                    for (; i <= w - W; i += W)
+                    {
+                        var d = Vector512.Create<F>(dyr.Slice(i));
+                        (Vector512.Create<F>(dG.Slice(i)) + d * ((Vector512.Create<F>(xr.Slice(i)) - vmu) * vrs)).CopyTo(dG.Slice(i));
+                        (Vector512.Create<F>(dB.Slice(i)) + d).CopyTo(dB.Slice(i));
+                    }
+                }
+                for (; i < w; i++)
+                {
+                    dG[i] += dyr[i] * ((xr[i] - mu) * rs);
+                    dB[i] += dyr[i];
+                }
             }
         });
     }
@@ -227,7 +256,7 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
         // Each (b, h) owns disjoint slices of dq, dk, dv: no races, fixed order.
         Parallelism.For(B * NH, 1, (lo, hi) =>
         {
-            var dp = new F[T];
+            Span<F> dp = T <= 1024 ? stackalloc F[T] : new F[T];
             for (int bh = lo; bh < hi; bh++)
             {
                 int b = bh / NH, h = bh % NH;
@@ -276,7 +305,9 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
         {
             var xs = x.Data.AsSpan(lo, hi - lo);
             var ys = y.Data.AsSpan(lo, hi - lo);
-            if (form == GeluForm.Tanh)
+            if (form == GeluForm.Tanh && V512)
+                GeluTanhRow(xs, ys, default);   // one sweep: x·σ(2u)
+            else if (form == GeluForm.Tanh)
             {
                 // y = ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³)
                 TensorPrimitives.Multiply(xs, xs, ys);
@@ -302,6 +333,7 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
             var xs = x.Data.AsSpan(lo, hi - lo);
             var dys = dy.Data.AsSpan(lo, hi - lo);
             var dxs = dx.Data.AsSpan(lo, hi - lo);
+            if (form == GeluForm.Tanh) { GeluTanhBackwardSpan(dxs, dys, xs); return; }
             for (int i = 0; i < xs.Length; i++)
             {
                 F xi = xs[i], g;
@@ -341,53 +373,95 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
 
     // ================= softmax + cross-entropy =================
 
-    public (double LossSum, int Count) CrossEntropyForward(Tensor<F> lse, Tensor<F> logits, ReadOnlySpan<int> targets, int N, int V)
+    public unsafe (double LossSum, int Count) CrossEntropyForward(Tensor<F> lse, Tensor<F> logits, ReadOnlySpan<int> targets, int N, int V)
     {
-        var losses = new double[N];
-        int[] tg = targets.ToArray();
-        Parallelism.For(N, Math.Max(1, 16384 / Math.Max(V, 1)), (lo, hi) =>
+        if (targets.Length < N) throw new ArgumentException($"targets has {targets.Length} entries, expected {N}");
+        // lse = max + log Σ exp(x − max), per row: two sweeps over the row, nothing written but lse.
+        // The loss of row n is lse[n] − logit[target]; summed after, in row order (deterministic).
+        fixed (int* tp = targets)
         {
-            var tmp = new F[V];
-            for (int n = lo; n < hi; n++)
+            int* tgp = tp;
+            Parallelism.For(N, 1, (lo, hi) =>
             {
-                var row = logits.Data.AsSpan(n * V, V);
-                F max = TensorPrimitives.Max<F>(row);
-                TensorPrimitives.Subtract(row, max, tmp);
-                TensorPrimitives.Exp(tmp, tmp);
-                F l = max + F.Log(TensorPrimitives.Sum<F>(tmp));
-                lse.Data[n] = l;
-                losses[n] = tg[n] == -100 ? 0 : double.CreateTruncating(l - row[tg[n]]);
+                for (int n = lo; n < hi; n++)
+                    lse.Data[n] = LogSumExp(logits.Data.AsSpan(n * V, V));
+            });
+            double sum = 0;
+            int count = 0;
+            for (int n = 0; n < N; n++)
+            {
+                int t = tgp[n];
+                if (t == -100) continue;
+                sum += double.CreateTruncating(lse.Data[n] - logits.Data[(long)n * V + t]);
+                count++;
             }
-        });
-        double sum = 0;
-        int count = 0;
-        for (int n = 0; n < N; n++)
-            if (tg[n] != -100) { sum += losses[n]; count++; }
-        return (sum, count);
+            return (sum, count);
+        }
     }
 
-    public void CrossEntropyBackward(Tensor<F> dlogits, Tensor<F> logits, Tensor<F> lse, ReadOnlySpan<int> targets,
+    static F LogSumExp(ReadOnlySpan<F> row)
+    {
+        F max = TensorPrimitives.Max<F>(row);
+        if (!V512 || row.Length < 4 * W)
+        {
+            F s = F.Zero;
+            foreach (F v in row) s += F.Exp(v - max);
+            return max + F.Log(s);
+        }
+        var vm = Vector512.Create(max);
+        Vector512<F> a0 = Vector512<F>.Zero, a1 = a0, a2 = a0, a3 = a0;
+        int i = 0, n = row.Length;
+        for (; i <= n - 4 * W; i += 4 * W)
+        {
+            a0 += Exp(Vector512.Create<F>(row.Slice(i)) - vm);
+            a1 += Exp(Vector512.Create<F>(row.Slice(i + W)) - vm);
+            a2 += Exp(Vector512.Create<F>(row.Slice(i + 2 * W)) - vm);
+            a3 += Exp(Vector512.Create<F>(row.Slice(i + 3 * W)) - vm);
+        }
+        for (; i <= n - W; i += W) a0 += Exp(Vector512.Create<F>(row.Slice(i)) - vm);
+        F sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        for (; i < n; i++) sum += F.Exp(row[i] - max);
+        return max + F.Log(sum);
+    }
+
+    public unsafe void CrossEntropyBackward(Tensor<F> dlogits, Tensor<F> logits, Tensor<F> lse, ReadOnlySpan<int> targets,
         int N, int V, double scale)
     {
-        int[] tg = targets.ToArray();
+        if (targets.Length < N) throw new ArgumentException($"targets has {targets.Length} entries, expected {N}");
         F s = Cast(scale);
-        Parallelism.For(N, Math.Max(1, 16384 / Math.Max(V, 1)), (lo, hi) =>
+        fixed (int* tp = targets)
         {
-            for (int n = lo; n < hi; n++)
+            int* tgp = tp;
+            Parallelism.For(N, 1, (lo, hi) =>
             {
-                var d = dlogits.Data.AsSpan(n * V, V);
-                if (tg[n] == -100) { d.Clear(); continue; }
-                TensorPrimitives.Subtract(logits.Data.AsSpan(n * V, V), lse.Data[n], d);
-                TensorPrimitives.Exp(d, d);                 // softmax
-                d[tg[n]] -= F.One;
-                TensorPrimitives.Multiply(d, s, d);
-            }
-        });
+                for (int n = lo; n < hi; n++)
+                {
+                    var d = dlogits.Data.AsSpan(n * V, V);
+                    int t = tgp[n];
+                    if (t == -100) { d.Clear(); continue; }
+                    var x = logits.Data.AsSpan(n * V, V);
+                    F l = lse.Data[n];
+                    int i = 0;
+                    if (V512)
+                    {
+                        // dlogits = scale·softmax in one sweep (may alias logits: each element read before written)
+                        var vl = Vector512.Create(l); var vs = Vector512.Create(s);
+                        for (; i <= V - W; i += W)
+                            (Exp(Vector512.Create<F>(x.Slice(i)) - vl) * vs).CopyTo(d.Slice(i));
+                    }
+                    for (; i < V; i++) d[i] = F.Exp(x[i] - l) * s;
+                    d[t] -= s;
+                }
+            });
+        }
     }
 
     // ================= optimizer =================
 
-    public void AdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step)
+    public void AdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step) =>
+        AdamWCore(param, grad, m, v, step, zeroGrad: false);
+
+    void AdamWCore(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, in AdamWStep step, bool zeroGrad)
     {
         // PyTorch AdamW: p ← p(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
         // p ← p − lr·m̂/(√v̂ + ε), with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ).
@@ -413,6 +487,7 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
                     var pi = Vector512.Create<F>(p.Slice(i)) * decay;
                     pi -= stepSize * mi / (Vector512.Sqrt(vi) * invSqrtBc2 + Vector512.Create(eps));
                     mi.CopyTo(ms.Slice(i)); vi.CopyTo(vs.Slice(i)); pi.CopyTo(p.Slice(i));
+                    if (zeroGrad) Vector512<F>.Zero.CopyTo(g.Slice(i));
                 }
             }
             for (; i < p.Length; i++)
@@ -421,6 +496,7 @@ public sealed class CpuBackend<F> : IBackend<F> where F : unmanaged, IFloatingPo
                 ms[i] = b1 * ms[i] + omb1 * gi;
                 vs[i] = b2 * vs[i] + omb2 * gi * gi;
                 p[i] = p[i] * decay - stepSize * ms[i] / (F.Sqrt(vs[i]) * invSqrtBc2 + eps);
+                if (zeroGrad) g[i] = F.Zero;
             }
         });
     }
