@@ -1,0 +1,212 @@
+// matmul.cu: C (+)= op(A)·op(B) in float32 (tiled through shared memory), bias add and column sums (for db),
+// and a bf16 tensor-core path (mma.sync m16n8k16, float32 accumulation) for sm_80 and newer.
+#include "common.cuh"
+
+// ---------------------------------------------------------------- float32 SGEMM
+// op(A) is M×K: A(i,k) = transA ? A[k·lda + i] : A[i·lda + k];  op(B) is K×N: B(k,j) = transB ? B[j·ldb + k] : B[k·ldb + j].
+// C[i·ldc + j] = (accumulate ? C : 0) + Σ_k A(i,k)·B(k,j). Block: 256 threads, a 64×64 tile of C, 4×4 per thread;
+// K in steps of 16 through shared memory. Any M, N, K (edges zero-filled).
+#define SG_BM 64
+#define SG_BN 64
+#define SG_BK 16
+
+extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ Cm, const float* __restrict__ A,
+    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
+{
+    __shared__ float As[SG_BK][SG_BM + 4];
+    __shared__ float Bs[SG_BK][SG_BN + 4];
+    int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    int i0 = blockIdx.y * SG_BM, j0 = blockIdx.x * SG_BN;
+    float acc[4][4];
+    #pragma unroll
+    for (int a = 0; a < 4; a++)
+        #pragma unroll
+        for (int b = 0; b < 4; b++) acc[a][b] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += SG_BK)
+    {
+        // 1024 elements of each tile, 4 per thread. Index so that consecutive threads read consecutive addresses.
+        #pragma unroll
+        for (int r = 0; r < 4; r++)
+        {
+            int e = tid + r * 256;
+            int ii, kk;
+            if (transA) { kk = e / SG_BM; ii = e % SG_BM; } else { ii = e / SG_BK; kk = e % SG_BK; }
+            int gi = i0 + ii, gk = k0 + kk;
+            float va = 0.0f;
+            if (gi < M && gk < K) va = transA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
+            As[kk][ii] = va;
+            int jj;
+            if (transB) { jj = e / SG_BK; kk = e % SG_BK; } else { kk = e / SG_BN; jj = e % SG_BN; }
+            int gj = j0 + jj; gk = k0 + kk;
+            float vb = 0.0f;
+            if (gj < N && gk < K) vb = transB ? Bm[(long long)gj * ldb + gk] : Bm[(long long)gk * ldb + gj];
+            Bs[kk][jj] = vb;
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int kk = 0; kk < SG_BK; kk++)
+        {
+            float a[4], b[4];
+            #pragma unroll
+            for (int r = 0; r < 4; r++) { a[r] = As[kk][ty + 16 * r]; b[r] = Bs[kk][tx + 16 * r]; }
+            #pragma unroll
+            for (int r = 0; r < 4; r++)
+                #pragma unroll
+                for (int c = 0; c < 4; c++) acc[r][c] = fmaf(a[r], b[c], acc[r][c]);
+        }
+        __syncthreads();
+    }
+    #pragma unroll
+    for (int r = 0; r < 4; r++)
+        #pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            int gi = i0 + ty + 16 * r, gj = j0 + tx + 16 * c;
+            if (gi < M && gj < N)
+            {
+                long long o = (long long)gi * ldc + gj;
+                Cm[o] = accumulate ? Cm[o] + acc[r][c] : acc[r][c];
+            }
+        }
+}
+
+// y[n, :] += b for n < N (row width M).
+extern "C" __global__ void bias_add(float* __restrict__ y, const float* __restrict__ b, int N, int M)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (long long)N * M) y[i] += b[i % M];
+}
+
+// acc[j] += Σ_n a[n, j]: one thread per column, rows in order (deterministic).
+extern "C" __global__ void column_sums(float* __restrict__ acc, const float* __restrict__ a, int N, int M)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= M) return;
+    float s = 0.0f;
+    for (int n = 0; n < N; n++) s += a[(long long)n * M + j];
+    acc[j] += s;
+}
+
+// ---------------------------------------------------------------- conversions
+extern "C" __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = f32_to_bf16(in[i]);
+}
+
+extern "C" __global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf16* __restrict__ in, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = bf16_to_f32(in[i]);
+}
+
+// ---------------------------------------------------------------- bf16 tensor cores (sm_80+)
+// C[M,N] (float32) = A[M,K]·Bᵀ with A row-major [M,K] and B row-major [N,K] (a Linear weight: y = x·Wᵀ), bf16
+// operands, float32 accumulation, optional float32 bias[N]. Tiles 128×128×32, 256 threads (8 warps as 2×4, each
+// 64×32 = 4×4 mma tiles of 16×8). Requires M % 128 == 0, N % 128 == 0, K % 32 == 0 (the host checks).
+// Two shared-memory stages: the next tile's global loads are issued before this tile's mma.
+#define MM_BM 128
+#define MM_BN 128
+#define MM_BK 32
+#define MM_LD (MM_BK + 8)   /* padded row (bf16 elements): 80 bytes, so fragment loads spread over the banks */
+
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict__ Cm, const bf16* __restrict__ A,
+    const bf16* __restrict__ Bm, const float* __restrict__ bias, int M, int N, int K)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    __shared__ __align__(16) bf16 As[2][MM_BM * MM_LD];
+    __shared__ __align__(16) bf16 Bs[2][MM_BN * MM_LD];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int wm = warp >> 2, wn = warp & 3;             // warp tile origin: rows wm·64, cols wn·32
+    int g = lane >> 2, t4 = lane & 3;
+    long long i0 = (long long)blockIdx.y * MM_BM, j0 = (long long)blockIdx.x * MM_BN;
+    const bf16* Ab = A + i0 * K;
+    const bf16* Bb = Bm + j0 * K;
+
+    // Each tile is 128 rows × 32 bf16 = 128 × 4 uint4; 256 threads load 2 uint4 each for A and for B.
+    int lr0 = tid >> 2, lc = (tid & 3) * 8, lr1 = lr0 + 64;
+    uint4 ra0, ra1, rb0, rb1;
+    ra0 = *(const uint4*)(Ab + (long long)lr0 * K + lc);
+    ra1 = *(const uint4*)(Ab + (long long)lr1 * K + lc);
+    rb0 = *(const uint4*)(Bb + (long long)lr0 * K + lc);
+    rb1 = *(const uint4*)(Bb + (long long)lr1 * K + lc);
+
+    float acc[4][4][4];
+    #pragma unroll
+    for (int a = 0; a < 4; a++)
+        #pragma unroll
+        for (int b = 0; b < 4; b++)
+            #pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+
+    int stage = 0;
+    for (int k0 = 0; k0 < K; k0 += MM_BK)
+    {
+        *(uint4*)(&As[stage][lr0 * MM_LD + lc]) = ra0;
+        *(uint4*)(&As[stage][lr1 * MM_LD + lc]) = ra1;
+        *(uint4*)(&Bs[stage][lr0 * MM_LD + lc]) = rb0;
+        *(uint4*)(&Bs[stage][lr1 * MM_LD + lc]) = rb1;
+        __syncthreads();
+        if (k0 + MM_BK < K)
+        {
+            int kn = k0 + MM_BK;
+            ra0 = *(const uint4*)(Ab + (long long)lr0 * K + kn + lc);
+            ra1 = *(const uint4*)(Ab + (long long)lr1 * K + kn + lc);
+            rb0 = *(const uint4*)(Bb + (long long)lr0 * K + kn + lc);
+            rb1 = *(const uint4*)(Bb + (long long)lr1 * K + kn + lc);
+        }
+        const bf16* as = As[stage];
+        const bf16* bs = Bs[stage];
+        #pragma unroll
+        for (int kk = 0; kk < MM_BK; kk += 16)
+        {
+            unsigned int af[4][4], bfr[4][2];
+            #pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+            {
+                int r = wm * 64 + mi * 16 + g;
+                af[mi][0] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4]);
+                af[mi][1] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4]);
+                af[mi][2] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4 + 8]);
+                af[mi][3] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4 + 8]);
+            }
+            #pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+            {
+                int c = wn * 32 + ni * 8 + g;
+                bfr[ni][0] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4]);
+                bfr[ni][1] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4 + 8]);
+            }
+            #pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+                #pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni]);
+        }
+        stage ^= 1;
+    }
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+        {
+            long long r = i0 + wm * 64 + mi * 16 + g;
+            long long c = j0 + wn * 32 + ni * 8 + 2 * t4;
+            float b0 = bias ? bias[c] : 0.0f, b1 = bias ? bias[c + 1] : 0.0f;
+            Cm[r * N + c] = acc[mi][ni][0] + b0;
+            Cm[r * N + c + 1] = acc[mi][ni][1] + b1;
+            Cm[(r + 8) * N + c] = acc[mi][ni][2] + b0;
+            Cm[(r + 8) * N + c + 1] = acc[mi][ni][3] + b1;
+        }
+#endif
+}
