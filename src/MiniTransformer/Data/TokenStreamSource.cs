@@ -49,6 +49,13 @@ public sealed class TokenStreamSource : IDataSource
             $"GPT-2 tokens of {path} ({tokens.Length:N0} tokens, last 10% = val)");
     }
 
+    /// <summary>Already tokenized text (e.g. BERT WordPiece for masked-LM data); the last 10% of tokens is val.</summary>
+    internal static TokenStreamSource FromTokens(string spec, int seed, ITokenizer tokenizer, int[] tokens, string what)
+    {
+        var (train, val) = SplitTail(tokens);
+        return new TokenStreamSource(spec, seed, tokenizer, [train], [val], what);
+    }
+
     /// <summary><c>chars:PATH</c>: the file over a vocabulary of its distinct characters (sorted); last 10% is val.</summary>
     public static TokenStreamSource FromCharFile(string spec, string path, int seed)
     {
@@ -171,7 +178,7 @@ public sealed class TokenStreamSource : IDataSource
         return (tokens[..^valCount], tokens[^valCount..]);
     }
 
-    private static string ReadText(string spec, string path)
+    internal static string ReadText(string spec, string path)
     {
         if (string.IsNullOrWhiteSpace(path))
             throw new InputException($"data spec '{spec}': expected a file path after the colon, e.g. {spec.Split(':')[0]}:input.txt");
