@@ -19,6 +19,7 @@ public static class Program
             ForwardCommand.Create(),
             GenerateCommand.Create(),
             BenchCommand.Create(),
+            KernelsCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

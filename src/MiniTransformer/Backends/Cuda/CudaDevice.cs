@@ -178,7 +178,7 @@ public sealed unsafe class CudaDevice : IDisposable
         Cu.Check(Cu.cuFuncSetAttribute(f, Cu.FuncAttrMaxDynamicSharedSizeBytes, bytes), "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
 
     /// <summary>Launches <paramref name="name"/> on the device's stream. Arguments: ulong (pointers), int, long, float.</summary>
-    public void Launch(string file, string name, (uint X, uint Y, uint Z) grid, uint block, uint shared, params object[] args)
+    public void Launch(string file, string name, (uint X, uint Y, uint Z) grid, uint block, uint shared, params object?[] args)
     {
         IntPtr f = Function(file, name);
         if (shared > 48 * 1024) SetMaxDynamicShared(f, (int)shared);
@@ -195,7 +195,7 @@ public sealed unsafe class CudaDevice : IDisposable
                 case float v: *(float*)&slots[i] = v; break;
                 case DeviceBuffer d: slots[i] = d.Ptr; break;
                 case null: slots[i] = 0; break;
-                default: throw new ArgumentException($"kernel argument {i} of {name}: unsupported type {args[i].GetType().Name}");
+                default: throw new ArgumentException($"kernel argument {i} of {name}: unsupported type {args[i]!.GetType().Name}");
             }
             ptrs[i] = &slots[i];
         }

@@ -1,0 +1,314 @@
+using System.Numerics;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Models;
+using MiniTransformer.Tensors;
+
+namespace MiniTransformer.Backends.Cuda;
+
+/// <summary>One self-test case: the largest relative error over its outputs and gradients, and whether it passed.</summary>
+public sealed record SelfTestResult(string Op, string Case, double Error, double Tolerance, string Worst, double Ms)
+{
+    public bool Passed => Error <= Tolerance && !double.IsNaN(Error);
+}
+
+/// <summary>
+/// Every op of the op set, forward and backward, on random inputs of odd and even shapes, on a backend under test
+/// (float32) against the CPU backend in float64. Gradients start from random values, so accumulation is checked too;
+/// forward outputs start as NaN, so an unwritten element fails. Relative error = ‖ours − ref‖ / max(‖ref‖, 1e-3·S), S the
+/// largest reference norm of the case (as the CPU op tests). Used by the xunit tests and by <c>mt kernels selftest</c>
+/// (the GPU machine has no test runner).
+/// </summary>
+public static class CudaSelfTest
+{
+    public const double Tolerance = 1e-5;
+
+    /// <summary>The cases: (op, case name, run over float and over double).</summary>
+    public static IEnumerable<(string Op, string Name, Func<IBackend<float>, List<(string, double[])>> F32,
+        Func<IBackend<double>, List<(string, double[])>> F64)> Cases()
+    {
+        foreach (var (B, T, C, V, wtt) in new[] { (2, 5, 13, 7, true), (2, 5, 13, 7, false), (4, 32, 96, 50, true) })
+            yield return Both("embedding", $"B{B} T{T} C{C} V{V}{(wtt ? " wtt" : "")}", be => Embedding(be, B, T, C, V, wtt));
+        foreach (var (N, C) in new[] { (7, 13), (1, 5), (16, 64), (512, 200), (64, 768) })
+            yield return Both("layernorm", $"N{N} C{C}", be => LayerNorm(be, N, C));
+        foreach (var (N, K, M, lay, bias) in new[]
+                 {
+                     (7, 19, 23, WeightLayout.InOut, true), (7, 19, 23, WeightLayout.OutIn, true), (1, 5, 3, WeightLayout.OutIn, false),
+                     (16, 64, 128, WeightLayout.InOut, true), (64, 96, 200, WeightLayout.OutIn, true), (130, 67, 129, WeightLayout.InOut, false),
+                     (256, 256, 768, WeightLayout.InOut, true),
+                 })
+            yield return Both("matmul", $"N{N} K{K} M{M} {lay}{(bias ? " bias" : "")}", be => Matmul(be, N, K, M, lay, bias));
+        foreach (var (B, T, C, NH, causal, masked) in new[]
+                 {
+                     (2, 5, 15, 3, true, false), (2, 16, 64, 4, true, false), (2, 1, 15, 3, true, false), (2, 5, 15, 3, false, false),
+                     (3, 5, 15, 3, false, true), (3, 40, 64, 4, false, true), (3, 5, 15, 3, true, true), (2, 40, 64, 4, true, false),
+                     (2, 70, 256, 2, true, false), (1, 33, 96, 1, false, true),
+                 })
+            yield return Both("attention", $"B{B} T{T} C{C} NH{NH}{(causal ? " causal" : " bidir")}{(masked ? " masked" : "")}",
+                be => Attention(be, B, T, C, NH, causal, masked));
+        foreach (int n in new[] { 23, 128, 40001 })
+            foreach (var form in new[] { GeluForm.Tanh, GeluForm.Erf })
+                yield return Both("gelu", $"n{n} {form}", be => Gelu(be, n, form));
+        foreach (int n in new[] { 23, 40001 })
+            yield return Both("residual", $"n{n}", be => Residual(be, n));
+        foreach (var (N, V) in new[] { (7, 29), (1, 3), (16, 128), (300, 301), (8, 50257) })
+            yield return Both("crossentropy", $"N{N} V{V}", be => CrossEntropy(be, N, V));
+        foreach (int n in new[] { 23, 40001 })
+        {
+            yield return Both("adamw", $"n{n}", be => AdamW(be, n));
+            yield return Both("sgd", $"n{n}", be => Sgd(be, n));
+            yield return Both("global norm", $"n{n}", be => SumSq(be, n));
+        }
+        yield return Both("gpt2 step", "L2 d64 H4 V67 B3 T17", be => Gpt2Step(be, 67, 64, 4, 2, 3, 17, tied: true));
+        yield return Both("gpt2 step", "L1 d48 H3 V53 B2 T9 untied", be => Gpt2Step(be, 53, 48, 3, 1, 2, 9, tied: false));
+    }
+
+    // A case is written once over AnyBackend; Both() runs it for float (the backend under test) and double (CPU).
+    static (string, string, Func<IBackend<float>, List<(string, double[])>>, Func<IBackend<double>, List<(string, double[])>>) Both(
+        string op, string name, Func<AnyBackend, List<(string, double[])>> body) =>
+        (op, name, be => body(new AnyBackend(be)), be => body(new AnyBackend(be)));
+
+    /// <summary>Either precision's backend behind one type, so each case is written once.</summary>
+    public sealed class AnyBackend
+    {
+        readonly IBackend<float>? f; readonly IBackend<double>? d;
+        public AnyBackend(IBackend<float> f) => this.f = f;
+        public AnyBackend(IBackend<double> d) => this.d = d;
+        public R Do<R>(Func<IBackend<float>, R> onF, Func<IBackend<double>, R> onD) => f is not null ? onF(f) : onD(d!);
+    }
+
+    static List<(string, double[])> Embedding(AnyBackend be, int B, int T, int C, int V, bool wtt) =>
+        be.Do(f => Embedding<float>(f, B, T, C, V, wtt), d => Embedding<double>(d, B, T, C, V, wtt));
+    static List<(string, double[])> LayerNorm(AnyBackend be, int N, int C) =>
+        be.Do(f => LayerNorm<float>(f, N, C), d => LayerNorm<double>(d, N, C));
+    static List<(string, double[])> Matmul(AnyBackend be, int N, int K, int M, WeightLayout l, bool bias) =>
+        be.Do(f => Matmul<float>(f, N, K, M, l, bias), d => Matmul<double>(d, N, K, M, l, bias));
+    static List<(string, double[])> Attention(AnyBackend be, int B, int T, int C, int NH, bool causal, bool masked) =>
+        be.Do(f => Attention<float>(f, B, T, C, NH, causal, masked), d => Attention<double>(d, B, T, C, NH, causal, masked));
+    static List<(string, double[])> Gelu(AnyBackend be, int n, GeluForm form) =>
+        be.Do(f => Gelu<float>(f, n, form), d => Gelu<double>(d, n, form));
+    static List<(string, double[])> Residual(AnyBackend be, int n) => be.Do(f => Residual<float>(f, n), d => Residual<double>(d, n));
+    static List<(string, double[])> CrossEntropy(AnyBackend be, int N, int V) =>
+        be.Do(f => CrossEntropy<float>(f, N, V), d => CrossEntropy<double>(d, N, V));
+    static List<(string, double[])> AdamW(AnyBackend be, int n) => be.Do(f => AdamW<float>(f, n), d => AdamW<double>(d, n));
+    static List<(string, double[])> Sgd(AnyBackend be, int n) => be.Do(f => Sgd<float>(f, n), d => Sgd<double>(d, n));
+    static List<(string, double[])> SumSq(AnyBackend be, int n) => be.Do(f => SumSq<float>(f, n), d => SumSq<double>(d, n));
+    static List<(string, double[])> Gpt2Step(AnyBackend be, int V, int C, int NH, int L, int B, int T, bool tied) =>
+        be.Do(f => Gpt2Step<float>(f, V, C, NH, L, B, T, tied), d => Gpt2Step<double>(d, V, C, NH, L, B, T, tied));
+
+    // ------------------------------------------------------------------ inputs
+
+    static double[] Randn(int seed, int n, double scale = 1.0)
+    {
+        var rng = new Random(seed);
+        var x = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+            x[i] = (float)(scale * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));   // float-representable
+        }
+        return x;
+    }
+
+    static Tensor<F> Tn<F>(double[] d, params int[] shape) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var t = new Tensor<F>(shape);
+        for (int i = 0; i < d.Length; i++) t.Data[i] = F.CreateTruncating(d[i]);
+        return t;
+    }
+
+    static Tensor<F> Nan<F>(params int[] shape) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var t = new Tensor<F>(shape);
+        t.Data.AsSpan().Fill(F.NaN);
+        return t;
+    }
+
+    static double[] D<F>(Tensor<F> t) where F : unmanaged, IFloatingPointIeee754<F> => t.Data.Select(double.CreateTruncating).ToArray();
+
+    // ------------------------------------------------------------------ cases (each: forward, then backward into random-start grads)
+
+    static List<(string, double[])> Embedding<F>(IBackend<F> be, int B, int T, int C, int V, bool table) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var rng = new Random(B * 1000 + T * 100 + C);
+        int[] ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
+        int[] types = table ? Enumerable.Range(0, B * T).Select(_ => rng.Next(2)).ToArray() : [];
+        var wte = Tn<F>(Randn(1, V * C), V, C);
+        var wpe = Tn<F>(Randn(2, (T + 3) * C), T + 3, C);
+        var wtt = table ? Tn<F>(Randn(3, 3 * C), 3, C) : null;
+        var x = Nan<F>(B, T, C);
+        be.EmbeddingForward(x, ids, types, wte, wpe, wtt, B, T, C);
+        var dWte = Tn<F>(Randn(4, V * C), V, C);
+        var dWpe = Tn<F>(Randn(5, (T + 3) * C), T + 3, C);
+        var dWtt = table ? Tn<F>(Randn(6, 3 * C), 3, C) : null;
+        be.EmbeddingBackward(dWte, dWpe, dWtt, Tn<F>(Randn(7, B * T * C), B, T, C), ids, types, B, T, C);
+        var r = new List<(string, double[])> { ("x", D(x)), ("dwte", D(dWte)), ("dwpe", D(dWpe)) };
+        if (dWtt is not null) r.Add(("dwtt", D(dWtt)));
+        return r;
+    }
+
+    static List<(string, double[])> LayerNorm<F>(IBackend<F> be, int N, int C) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var xs = Randn(11, N * C);
+        for (int i = 0; i < xs.Length; i++) xs[i] = (float)(xs[i] + 0.5 * (i / C % 3));
+        var x = Tn<F>(xs, N, C);
+        var gamma = Tn<F>(Randn(12, C).Select(v => (double)(float)(1 + 0.3 * v)).ToArray(), C);
+        var beta = Tn<F>(Randn(13, C, 0.3), C);
+        var (y, mean, rstd) = (Nan<F>(N, C), Nan<F>(N), Nan<F>(N));
+        be.LayerNormForward(y, mean, rstd, x, gamma, beta, N, C, 1e-5);
+        var dx = Tn<F>(Randn(14, N * C), N, C);
+        var dg = Tn<F>(Randn(15, C), C);
+        var db = Tn<F>(Randn(16, C), C);
+        be.LayerNormBackward(dx, dg, db, Tn<F>(Randn(17, N * C), N, C), x, gamma, mean, rstd, N, C);
+        return [("y", D(y)), ("mean", D(mean)), ("rstd", D(rstd)), ("dx", D(dx)), ("dgamma", D(dg)), ("dbeta", D(db))];
+    }
+
+    static List<(string, double[])> Matmul<F>(IBackend<F> be, int N, int K, int M, WeightLayout layout, bool bias) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var x = Tn<F>(Randn(21, N * K), N, K);
+        var w = layout == WeightLayout.InOut ? Tn<F>(Randn(22, K * M, 0.2), K, M) : Tn<F>(Randn(22, K * M, 0.2), M, K);
+        var b = bias ? Tn<F>(Randn(23, M), M) : null;
+        var y = Nan<F>(N, M);
+        be.MatmulForward(y, x, w, b, N, K, M, layout);
+        var dx = Tn<F>(Randn(24, N * K), N, K);
+        var dW = Tn<F>(Randn(25, K * M), w.Shape);
+        var db = bias ? Tn<F>(Randn(26, M), M) : null;
+        be.MatmulBackward(dx, dW, db, Tn<F>(Randn(27, N * M), N, M), x, w, N, K, M, layout);
+        var r = new List<(string, double[])> { ("y", D(y)), ("dx", D(dx)), ("dW", D(dW)) };
+        if (db is not null) r.Add(("db", D(db)));
+        return r;
+    }
+
+    static List<(string, double[])> Attention<F>(IBackend<F> be, int B, int T, int C, int NH, bool causal, bool masked) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var qkv = Tn<F>(Randn(31, B * T * 3 * C), B, T, 3 * C);
+        int[] mask = [];
+        if (masked)
+        {
+            mask = new int[B * T];
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++)
+                    mask[b * T + t] = b == B - 1 && B > 1 ? 0 : (t < T - 1 - b || t == 0 ? 1 : 0);   // last row fully masked
+        }
+        var y = Nan<F>(B, T, C);
+        var att = Nan<F>(B, NH, T, T);
+        be.AttentionForward(y, att, qkv, mask, B, T, C, NH, causal);
+        var dqkv = Tn<F>(Randn(32, B * T * 3 * C), B, T, 3 * C);
+        be.AttentionBackward(dqkv, Tn<F>(Randn(33, B * T * C), B, T, C), qkv, att, B, T, C, NH);
+        return [("y", D(y)), ("att", D(att)), ("dqkv", D(dqkv))];
+    }
+
+    static List<(string, double[])> Gelu<F>(IBackend<F> be, int n, GeluForm form) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var x = Tn<F>(Randn(41, n, 2.0), n);
+        var y = Nan<F>(n);
+        be.GeluForward(y, x, n, form);
+        var dx = Tn<F>(Randn(42, n), n);
+        be.GeluBackward(dx, Tn<F>(Randn(43, n), n), x, n, form);
+        return [("y", D(y)), ("dx", D(dx))];
+    }
+
+    static List<(string, double[])> Residual<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var y = Nan<F>(n);
+        be.ResidualForward(y, Tn<F>(Randn(51, n), n), Tn<F>(Randn(52, n), n), n);
+        var (da, db) = (Tn<F>(Randn(53, n), n), Tn<F>(Randn(54, n), n));
+        be.ResidualBackward(da, db, Tn<F>(Randn(55, n), n), n);
+        return [("y", D(y)), ("da", D(da)), ("db", D(db))];
+    }
+
+    static List<(string, double[])> CrossEntropy<F>(IBackend<F> be, int N, int V) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var rng = new Random(N * 7 + V);
+        int[] targets = Enumerable.Range(0, N).Select(i => i % 3 == 2 ? -100 : rng.Next(V)).ToArray();
+        var logits = Tn<F>(Randn(61, N * V, 2.0), N, V);
+        var lse = Nan<F>(N);
+        var (sum, count) = be.CrossEntropyForward(lse, logits, targets, N, V);
+        var dl = Nan<F>(N, V);
+        be.CrossEntropyBackward(dl, logits, lse, targets, N, V, 1.0 / Math.Max(count, 1));
+        return [("loss", [sum / Math.Max(count, 1)]), ("count", [count]), ("lse", D(lse)), ("dlogits", D(dl))];
+    }
+
+    static List<(string, double[])> AdamW<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var p = Tn<F>(Randn(71, n), n);
+        var m = new Tensor<F>(n);
+        var v = new Tensor<F>(n);
+        for (int step = 1; step <= 3; step++)
+            be.AdamW(p, Tn<F>(Randn(71 + step, n), n), m, v, new AdamWStep(1e-2, 0.9, 0.95, 1e-8, 0.1, step, 0.5));
+        return [("p", D(p)), ("m", D(m)), ("v", D(v))];
+    }
+
+    static List<(string, double[])> Sgd<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var p = Tn<F>(Randn(81, n), n);
+        be.Sgd(p, Tn<F>(Randn(82, n), n), 0.1, 0.01, 0.5);
+        return [("p", D(p))];
+    }
+
+    static List<(string, double[])> SumSq<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F> =>
+        [("sumsq", [be.SumOfSquares(Tn<F>(Randn(91, n), n))])];
+
+    static List<(string, double[])> Gpt2Step<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T, bool tied)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var cfg = new Gpt2Config(V, T + 4, C, L, NH, 1e-5, null, tied);
+        var model = new Gpt2<F>(cfg, be);
+        model.InitializeRandom(1234);
+        // Round the weights to float so both precisions start from the same values.
+        foreach (var p in model.Parameters)
+            for (int i = 0; i < p.Value.Length; i++) p.Value.Data[i] = F.CreateTruncating((float)double.CreateTruncating(p.Value.Data[i]));
+        var rng = new Random(V + C);
+        int[] ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
+        int[] targets = Enumerable.Range(0, B * T).Select(i => i % 5 == 4 ? -100 : rng.Next(V)).ToArray();
+        var (sum, count) = model.Forward(ids, targets, B, T);
+        foreach (var p in model.Parameters) p.Grad.Clear();
+        model.Backward(1.0 / count);
+        var r = new List<(string, double[])> { ("loss", [sum / count]), ("logits", D(model.Logits)) };
+        foreach (var p in model.Parameters) r.Add(("grad/" + p.Name, D(p.Grad)));
+        return r;
+    }
+
+    // ------------------------------------------------------------------ running and comparing
+
+    /// <summary>Runs every case on <paramref name="backend"/> and on the CPU in float64; compares each output.</summary>
+    public static List<SelfTestResult> Run(IBackend<float> backend, Func<string, bool>? filter = null, Action<SelfTestResult>? progress = null)
+    {
+        var results = new List<SelfTestResult>();
+        foreach (var (op, name, f32, f64) in Cases())
+        {
+            if (filter is not null && !filter($"{op} {name}")) continue;
+            var r = Compare(op, name, () => f32(backend), () => f64(CpuBackend<double>.Instance),
+                op == "gpt2 step" ? 1e-4 : Tolerance);
+            results.Add(r);
+            progress?.Invoke(r);
+        }
+        return results;
+    }
+
+    public static SelfTestResult Compare(string op, string name, Func<List<(string, double[])>> ours, Func<List<(string, double[])>> reference, double tol)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        List<(string, double[])> a;
+        try { a = ours(); }
+        catch (Exception e) when (e is CudaException or InputException)
+        {
+            return new SelfTestResult(op, name, double.NaN, tol, e.Message.Split('\n')[0], sw.Elapsed.TotalMilliseconds);
+        }
+        double ms = sw.Elapsed.TotalMilliseconds;
+        var b = reference();
+        double S = b.Max(x => Norm(x.Item2));
+        double worst = 0;
+        string worstName = "";
+        foreach (var ((n, va), (_, vb)) in a.Zip(b))
+        {
+            double diff = 0;
+            for (int i = 0; i < va.Length; i++) { double d = va[i] - vb[i]; diff += d * d; }
+            double err = Math.Sqrt(diff) / Math.Max(Norm(vb), 1e-3 * S);
+            if (double.IsNaN(err) || err > worst || double.IsNaN(worst)) { worst = double.IsNaN(err) ? double.NaN : err; worstName = n; }
+            if (double.IsNaN(worst)) break;
+        }
+        return new SelfTestResult(op, name, worst, tol, worstName, ms);
+    }
+
+    static double Norm(double[] v) { double s = 0; foreach (double x in v) s += x * x; return Math.Sqrt(s); }
+}
