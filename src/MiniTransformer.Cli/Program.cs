@@ -33,18 +33,33 @@ public static class Program
         }
         catch (InputException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 2;
+            return Fail(2, e.Message);
         }
         catch (OperationCanceledException)
         {
             Console.Error.WriteLine("error: interrupted");
             return 130;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A file the user named cannot be read or written (missing folder, permissions, disk full): their input, not our bug.
+            return Fail(2, e.Message);
+        }
+        catch (OutOfMemoryException)
+        {
+            return Fail(1, "out of memory; the up-front estimate did not catch this run (lower --batch, --seq or the model size)");
+        }
         catch (Exception e)
         {
             Console.Error.WriteLine($"internal error: {e}");
             return 1;
         }
+    }
+
+    /// <summary>Exactly one line: "error: " and the message with any line breaks folded.</summary>
+    static int Fail(int code, string message)
+    {
+        Console.Error.WriteLine("error: " + message.ReplaceLineEndings(" ").Trim());
+        return code;
     }
 }

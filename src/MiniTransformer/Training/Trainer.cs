@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
 using System.Numerics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -40,6 +41,8 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             throw new InputException($"--seq: {config.Seq} exceeds the model's context ({model.MaxSequence})");
         if (data.VocabSize > model.VocabSize)
             throw new InputException($"--data: {data.Spec} needs a vocabulary of {data.VocabSize}, the model has {model.VocabSize}");
+        // Fail up front, before the gradients, moments and activations are allocated, if the run cannot fit.
+        MemoryEstimate.ForModel(model, config).EnsureFits($"training {model.Describe()}");
         this.model = model; this.data = data; this.config = config; this.ops = ops; this.outDir = outDir;
         optimizer = new Optimizer<F>(model.Parameters, config.Opt, ops);
     }
@@ -59,7 +62,9 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         int B = config.Batch, T = config.Seq;
         var inputs = new int[B * T];
         var targets = new int[B * T];
-        using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append: StartStep > 0);
+        string metricsPath = Path.Combine(outDir, MetricsFile);
+        if (StartStep > 0) TrimMetrics(metricsPath, StartStep);
+        using var metrics = new StreamWriter(metricsPath, append: StartStep > 0);
         double recentLoss = double.NaN;
         for (int step = StartStep; step < config.Steps; step++)
         {
@@ -79,11 +84,11 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             }
             double loss = lossSum / config.GradAccum;
             if (!double.IsFinite(loss))
-                throw new InputException($"training diverged: loss is {loss} at step {step}; the last good checkpoint in {Path.Combine(outDir, CheckpointDir)} is kept (try a lower --lr)");
+                throw Diverged($"loss is {loss} at step {step + 1}");
             double lr = config.LearningRateAt(step);
             double norm = optimizer.Update(lr);
             if (!double.IsFinite(norm))
-                throw new InputException($"training diverged: gradient norm is {norm} at step {step}; the last good checkpoint in {Path.Combine(outDir, CheckpointDir)} is kept (try a lower --lr)");
+                throw Diverged($"gradient norm is {norm} at step {step + 1}");
             sw.Stop();
             var report = new StepReport(step + 1, loss, lr, norm, sw.Elapsed.TotalMilliseconds,
                 config.GradAccum * B * T / sw.Elapsed.TotalSeconds);
@@ -102,6 +107,11 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
                 var (vl, va) = Evaluate(model, data, config.EvalBatches, B, T);
                 var ev = new EvalReport(step + 1, vl, va, recentLoss);
                 Evals.Add(ev);
+                // Only finite weights with a finite val loss become a checkpoint: the last good one is never replaced by a diverged one.
+                if (!double.IsFinite(vl) && !double.IsNaN(va))   // (NaN, NaN) means no scored val tokens
+                    throw Diverged($"val loss is {vl} after step {step + 1}");
+                if (FirstNonFinite() is string bad)
+                    throw Diverged($"parameter '{bad}' is not finite after step {step + 1}");
                 metrics.WriteLine(Json(new JsonObject { ["step"] = ev.Step, ["val_loss"] = vl, ["val_accuracy"] = va }));
                 metrics.Flush();
                 SaveCheckpoint(step + 1);
@@ -111,6 +121,47 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     }
 
     static string Json(JsonObject o) => o.ToJsonString();
+
+    /// <summary>The metrics file of a run folder: one JSON object per line.</summary>
+    public const string MetricsFile = "metrics.jsonl";
+
+    InputException Diverged(string what)
+    {
+        string? ck = FindCheckpoint(outDir);
+        string kept = ck is null
+            ? "no checkpoint had been written yet"
+            : $"the last good checkpoint, {ck} (step {CheckpointStep(ck)?.ToString(CultureInfo.InvariantCulture) ?? "?"}), is kept";
+        return new InputException($"training diverged: {what}; {kept} (try a lower --lr, or --clip)");
+    }
+
+    /// <summary>The name of the first parameter holding a NaN or an infinity, or null.</summary>
+    string? FirstNonFinite()
+    {
+        foreach (var p in model.Parameters)
+            foreach (var x in p.Value.Span)
+                if (!F.IsFinite(x)) return p.Name;
+        return null;
+    }
+
+    /// <summary>
+    /// On resume, keeps only the complete lines of metrics.jsonl up to the checkpoint's step: the lines a killed run wrote
+    /// after its last checkpoint are replayed by the resumed run, and a line cut off by the kill is dropped.
+    /// </summary>
+    static void TrimMetrics(string path, int lastStep)
+    {
+        if (!File.Exists(path)) return;
+        var kept = new StringBuilder();
+        foreach (var line in File.ReadLines(path))
+        {
+            try
+            {
+                if (JsonNode.Parse(line) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue(out int step) && step <= lastStep)
+                    kept.Append(line).Append('\n');
+            }
+            catch (JsonException) { }   // a line cut off by a kill
+        }
+        AtomicFile.Write(path, s => s.Write(Encoding.UTF8.GetBytes(kept.ToString())));
+    }
 
     /// <summary>Mean loss and next-token accuracy over the scored positions of the first <paramref name="batches"/> val batches.</summary>
     public static (double Loss, double Accuracy) Evaluate(ILanguageModel<F> model, IDataSource data, int batches, int B, int T)
@@ -149,6 +200,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         var dtype = typeof(F) == typeof(double) ? StDType.F64 : StDType.F32;
         ModelFiles.Save(model, tmp, dtype);
+        SlowCheckpointForTests();
         var tensors = new List<StTensor>();
         for (int i = 0; i < optimizer.M.Length; i++)
         {
@@ -164,15 +216,39 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             ["train_config"] = JsonSerializer.Serialize(config),
         };
         SafeTensors.Write(Path.Combine(tmp, StateFile), tensors, meta);
+        SlowCheckpointForTests();
         // Which data (and so which tokenizer) the model was trained on, for `mt generate`.
         File.WriteAllText(Path.Combine(tmp, DataFile), new JsonObject { ["data"] = data.Spec, ["seed"] = config.Seed }.ToJsonString() + "\n");
+        SlowCheckpointForTests();
         if (Directory.Exists(final))
         {
             if (Directory.Exists(old)) Directory.Delete(old, true);
             Directory.Move(final, old);
+            SlowCheckpointForTests();   // the window in which only checkpoint.old is complete
         }
         Directory.Move(tmp, final);
         if (Directory.Exists(old)) Directory.Delete(old, true);
+    }
+
+    /// <summary>
+    /// A hidden hook for the kill tests: with <c>MT_TEST_SLOW_CHECKPOINT_MS</c> set, the checkpoint writer sleeps that long
+    /// between its files and renames, so a test can kill the process in the middle of a checkpoint write.
+    /// </summary>
+    static void SlowCheckpointForTests()
+    {
+        if (int.TryParse(Environment.GetEnvironmentVariable("MT_TEST_SLOW_CHECKPOINT_MS"), NumberStyles.None, CultureInfo.InvariantCulture, out int ms) && ms > 0)
+            Thread.Sleep(ms);
+    }
+
+    /// <summary>The step a checkpoint directory was written at, or null if its state file cannot tell.</summary>
+    static int? CheckpointStep(string checkpointDir)
+    {
+        try
+        {
+            var meta = SafeTensors.Read(Path.Combine(checkpointDir, StateFile)).Metadata;
+            return meta.TryGetValue("step", out var s) && int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? v : null;
+        }
+        catch (InputException) { return null; }
     }
 
     /// <summary>The newest complete checkpoint directory under a run folder, or null.</summary>
@@ -190,8 +266,19 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     public void Resume(string checkpointDir)
     {
         var state = SafeTensors.Read(Path.Combine(checkpointDir, StateFile));
-        StartStep = int.Parse(state.Metadata["step"], CultureInfo.InvariantCulture);
-        optimizer.Step = int.Parse(state.Metadata["optimizer_step"], CultureInfo.InvariantCulture);
+        int Meta(string key)
+        {
+            if (!state.Metadata.TryGetValue(key, out var s))
+                throw new InputException($"{state.Path}: metadata has no '{key}'; not a trainer state written by mt train");
+            if (!int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int v))
+                throw new InputException($"{state.Path}: metadata '{key}' is '{s}', expected a non-negative integer");
+            return v;
+        }
+        int startStep = Meta("step");
+        int optimizerStep = Meta("optimizer_step");
+        CheckSameRun(state);
+        StartStep = startStep;
+        optimizer.Step = optimizerStep;
         for (int i = 0; i < optimizer.M.Length; i++)
         {
             var p = model.Parameters[i];
@@ -200,5 +287,30 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         }
         if (StartStep > config.Steps)
             throw new InputException($"{checkpointDir}: checkpoint is at step {StartStep}, beyond --steps {config.Steps}");
+    }
+
+    /// <summary>
+    /// A resumed run replays the original bit for bit only with the same data stream and optimizer: the checkpoint's data
+    /// spec, seed, batch, sequence length, accumulation and optimizer must match this run's (the schedule may change).
+    /// </summary>
+    void CheckSameRun(SafeTensorFile state)
+    {
+        if (state.Metadata.TryGetValue("data", out var spec) && spec != data.Spec)
+            throw new InputException($"--resume: the checkpoint {state.Path} was trained on --data {spec}, this run asks for --data {data.Spec}; resume with the original flags");
+        if (!state.Metadata.TryGetValue("train_config", out var json)) return;
+        JsonObject? saved;
+        try { saved = JsonNode.Parse(json) as JsonObject; }
+        catch (JsonException) { throw new InputException($"{state.Path}: metadata 'train_config' is not valid JSON"); }
+        if (saved is null) throw new InputException($"{state.Path}: metadata 'train_config' is not a JSON object");
+        var now = JsonNode.Parse(JsonSerializer.Serialize(config))!.AsObject();
+        foreach (var (key, flag) in new[] { ("Seed", "--seed"), ("Batch", "--batch"), ("Seq", "--seq"), ("GradAccum", "--grad-accum") })
+        {
+            string? was = saved[key]?.ToJsonString(), want = now[key]?.ToJsonString();
+            if (was is not null && was != want)
+                throw new InputException($"--resume: the checkpoint {state.Path} was trained with {flag} {was}, this run asks for {flag} {want}; resume with the original flags");
+        }
+        string? kindWas = saved["Opt"]?["Kind"]?.ToJsonString(), kindNow = now["Opt"]?["Kind"]?.ToJsonString();
+        if (kindWas is not null && kindWas != kindNow)
+            throw new InputException($"--resume: the checkpoint {state.Path} was trained with a different --optimizer; resume with the original flags");
     }
 }
