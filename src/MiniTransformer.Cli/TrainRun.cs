@@ -84,7 +84,8 @@ static class TrainRun
 
         var tokenizer = data.Tokenizer;
         var sampled = new List<(string, string)>();
-        foreach (var prompt in data.SamplePrompts(samples))
+        if (data is MlmSource mlm) sampled.AddRange(FillMaskSamples(model, mlm, samples, Math.Min(config.Seq, model.MaxSequence)));
+        else foreach (var prompt in data.SamplePrompts(samples))
         {
             var ids = tokenizer.Encode(prompt);
             if (ids.Length >= model.MaxSequence) continue;
@@ -100,7 +101,8 @@ static class TrainRun
 
         if (sampled.Count > 0)
         {
-            var table = new Table().AddColumn("prompt").AddColumn("model continues (greedy)");
+            var table = data is MlmSource ? new Table().AddColumn("val input (masked)").AddColumn("model fills the chosen positions")
+                : new Table().AddColumn("prompt").AddColumn("model continues (greedy)");
             foreach (var (p, s) in sampled) table.AddRow(Markup.Escape(Show(p)), Markup.Escape(Show(s)));
             AnsiConsole.Write(table);
         }
@@ -110,6 +112,32 @@ static class TrainRun
     }
 
     static string Show(string s) => s.Replace("\n", "⏎");
+
+    /// <summary>
+    /// Masked-LM samples: val rows as the model sees them ([MASK] and replaced tokens) and the row with every chosen
+    /// position filled by the model's most likely token.
+    /// </summary>
+    public static IEnumerable<(string Input, string Filled)> FillMaskSamples<F>(ILanguageModel<F> model, MlmSource data, int rows, int T)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        if (rows <= 0 || T < 3) yield break;
+        var inputs = new int[rows * T];
+        var targets = new int[rows * T];
+        data.GetBatch(Split.Val, 0, rows, T, inputs, targets);
+        model.Forward(inputs, null, rows, T);
+        int V = model.VocabSize;
+        var sp = data.Tokenizer.Special;
+        for (int b = 0; b < rows; b++)
+        {
+            var row = inputs.AsSpan(b * T, T).ToArray();
+            var filled = row.ToArray();
+            for (int t = 0; t < T; t++)
+                if (targets[b * T + t] != DataSources.Ignore)
+                    filled[t] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax<F>(model.Logits.Data.AsSpan((b * T + t) * V, V));
+            // drop [CLS] and [SEP] for display
+            yield return (data.Tokenizer.Decode(row.AsSpan(1, T - 2)), data.Tokenizer.Decode(filled.AsSpan(1, T - 2)));
+        }
+    }
 
     /// <summary>(step, train loss) and (step, val loss, val accuracy) series from metrics.jsonl.</summary>
     public static (List<(int, double)> Train, List<(int, double, double)> Val) ReadMetrics(string path)
@@ -147,7 +175,7 @@ static class TrainRun
         sb.AppendLine("\n![loss](loss.png)\n");
         if (r.Samples.Count > 0)
         {
-            sb.AppendLine("## Samples (greedy)\n\n| prompt | continuation |\n|---|---|");
+            sb.AppendLine(data is MlmSource ? "## Fill-mask samples (val)\n\n| input | model's fill |\n|---|---|" : "## Samples (greedy)\n\n| prompt | continuation |\n|---|---|");
             foreach (var (p, s) in r.Samples) sb.AppendLine($"| `{Show(p).Replace("|", "\\|")}` | `{Show(s).Replace("|", "\\|")}` |");
         }
         return sb.ToString();

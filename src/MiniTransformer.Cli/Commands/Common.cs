@@ -59,31 +59,69 @@ static class Common
 /// <summary>The model-shape flags of <c>mt init</c>, reused by <c>mt train</c> when it starts from scratch.</summary>
 sealed class InitOptions
 {
-    public Option<string> Arch { get; } = new("--arch") { Description = "architecture (gpt2)", DefaultValueFactory = _ => "gpt2" };
+    public Option<string> Arch { get; } = new("--arch") { Description = "architecture: gpt2 or bert", DefaultValueFactory = _ => "gpt2" };
     public Option<int> Layers { get; } = new("--layers") { Description = "number of layers L", DefaultValueFactory = _ => 2 };
     public Option<int> Heads { get; } = new("--heads") { Description = "attention heads H", DefaultValueFactory = _ => 4 };
     public Option<int> Dim { get; } = new("--dim") { Description = "model width d", DefaultValueFactory = _ => 64 };
     public Option<int?> Vocab { get; } = new("--vocab") { Description = "vocabulary size V (train: defaults to the data's)" };
-    public Option<int> Ctx { get; } = new("--ctx") { Description = "context length (n_positions)", DefaultValueFactory = _ => 64 };
+    public Option<int> Ctx { get; } = new("--ctx") { Description = "context length (n_positions / max_position_embeddings)", DefaultValueFactory = _ => 64 };
     public Option<int?> Ffn { get; } = new("--ffn") { Description = "MLP width (default 4·d)" };
-    public Option<double> Eps { get; } = new("--eps") { Description = "LayerNorm epsilon", DefaultValueFactory = _ => 1e-5 };
-    public Option<bool> Untied { get; } = new("--untied") { Description = "separate lm_head.weight instead of tying it to wte" };
+    public Option<double?> Eps { get; } = new("--eps") { Description = "LayerNorm epsilon (default 1e-5 for gpt2, 1e-12 for bert)" };
+    public Option<bool> Untied { get; } = new("--untied") { Description = "separate output map (gpt2 lm_head.weight, bert cls.predictions.decoder.weight) instead of the word embeddings" };
+    public Option<int?> TypeVocab { get; } = new("--type-vocab") { Description = "bert: token types (type_vocab_size, default 2)" };
+    public Option<bool> Pooler { get; } = new("--pooler") { Description = "bert: add the pooler (dense + tanh on the first token)" };
     public Option<int> Seed { get; } = new("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337 };
 
     public void AddTo(Command c)
     {
-        foreach (Option o in new Option[] { Arch, Layers, Heads, Dim, Vocab, Ctx, Ffn, Eps, Untied, Seed }) c.Options.Add(o);
+        foreach (Option o in new Option[] { Arch, Layers, Heads, Dim, Vocab, Ctx, Ffn, Eps, Untied, TypeVocab, Pooler, Seed }) c.Options.Add(o);
+    }
+
+    /// <summary>"gpt2" or "bert"; anything else is a flag error.</summary>
+    public string ArchOf(ParseResult r)
+    {
+        string arch = r.GetValue(Arch)!;
+        if (arch is not ("gpt2" or "bert")) throw new InputException($"--arch: unknown architecture '{arch}'; expected gpt2 or bert");
+        if (arch == "gpt2" && r.GetValue(TypeVocab) is not null) throw new InputException("--type-vocab: only BERT has token types (use --arch bert)");
+        if (arch == "gpt2" && r.GetValue(Pooler)) throw new InputException("--pooler: only BERT has a pooler (use --arch bert)");
+        return arch;
     }
 
     public Gpt2Config Config(ParseResult r, int? vocabFallback)
     {
-        string arch = r.GetValue(Arch)!;
-        if (arch == "bert") throw new InputException("--arch bert: BERT is not in this build yet; use --arch gpt2");
-        if (arch != "gpt2") throw new InputException($"--arch: unknown architecture '{arch}'; expected gpt2");
+        if (ArchOf(r) != "gpt2") throw new InvalidOperationException("not a GPT-2");
         int vocab = r.GetValue(Vocab) ?? vocabFallback ?? throw new InputException("--vocab: required");
         var cfg = new Gpt2Config(vocab, r.GetValue(Ctx), r.GetValue(Dim), r.GetValue(Layers), r.GetValue(Heads),
-            r.GetValue(Eps), r.GetValue(Ffn), !r.GetValue(Untied));
+            r.GetValue(Eps) ?? 1e-5, r.GetValue(Ffn), !r.GetValue(Untied));
         cfg.Validate("model flags");
         return cfg;
     }
+
+    public BertConfig BertConfig(ParseResult r, int? vocabFallback)
+    {
+        if (ArchOf(r) != "bert") throw new InvalidOperationException("not a BERT");
+        int vocab = r.GetValue(Vocab) ?? vocabFallback ?? throw new InputException("--vocab: required");
+        int dim = r.GetValue(Dim);
+        var cfg = new BertConfig(vocab, r.GetValue(Ctx), dim, r.GetValue(Layers), r.GetValue(Heads), r.GetValue(Ffn) ?? 4 * dim,
+            r.GetValue(TypeVocab) ?? 2, r.GetValue(Eps) ?? 1e-12, "gelu", r.GetValue(Pooler), !r.GetValue(Untied));
+        cfg.Validate("model flags");
+        return cfg;
+    }
+
+    /// <summary>A randomly initialised model of the flags' architecture.</summary>
+    public ILanguageModel<F> NewModel<F>(ParseResult r, int? vocabFallback, IBackend<F> ops, int seed) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        if (ArchOf(r) == "bert")
+        {
+            var bert = new Bert<F>(BertConfig(r, vocabFallback), ops);
+            bert.InitializeRandom(seed);
+            return bert;
+        }
+        var gpt2 = new Gpt2<F>(Config(r, vocabFallback), ops);
+        gpt2.InitializeRandom(seed);
+        return gpt2;
+    }
+
+    public static long ParameterCount<F>(ILanguageModel<F> m) where F : unmanaged, IFloatingPointIeee754<F> =>
+        m.Parameters.Sum(p => (long)p.Value.Length);
 }

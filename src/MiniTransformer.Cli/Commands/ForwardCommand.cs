@@ -56,30 +56,44 @@ static class ForwardCommand
         var ids = IntTensor(input, "input_ids", B, T);
         int[]? targets = input.TryGet("targets", out _) ? IntTensor(input, "targets", B, T) : null;
         int[]? mask = input.TryGet("attention_mask", out _) ? IntTensor(input, "attention_mask", B, T) : null;
-        if (input.TryGet("token_type_ids", out _))
-            throw new InputException($"{a.Input}: 'token_type_ids' given, but GPT-2 has no token types (remove it)");
+        int[]? types = input.TryGet("token_type_ids", out _) ? IntTensor(input, "token_type_ids", B, T) : null;
         if (a.Grads && targets is null) throw new InputException($"--grads: {a.Input} has no 'targets' to take the gradient of the loss");
 
-        var model = ModelFiles.LoadGpt2(a.Model, ops);
-        var (sum, count) = model.Forward(ids, targets, B, T, mask);
-        var outs = new List<StTensor>
+        var loaded = ModelFiles.Load(a.Model, ops);
+        if (types is not null && loaded is not Bert<F>)
+            throw new InputException($"{a.Input}: 'token_type_ids' given, but GPT-2 has no token types (remove it)");
+        double sum; int count;
+        IEnumerable<(string Name, F[] Data, int[] Shape)> activations;
+        var outs = new List<StTensor>();
+        if (loaded is Bert<F> bert)
         {
-            ModelFiles.ToStored<F>("logits", model.Logits.Span, [B, T, model.VocabSize], dtype),
-            ModelFiles.ToStored<F>("hidden_states", model.Hidden.Span, [B, T, model.Config.NEmbd], dtype),
-        };
+            (sum, count) = bert.Forward(ids, targets, B, T, types, mask);
+            outs.Add(ModelFiles.ToStored<F>("logits", bert.Logits.Span, [B, T, bert.VocabSize], dtype));
+            outs.Add(ModelFiles.ToStored<F>("hidden_states", bert.Hidden.Span, [B, T, bert.Config.HiddenSize], dtype));
+            if (bert.PoolW is not null) outs.Add(ModelFiles.ToStored<F>("pooler_output", bert.Pooled.Span, [B, bert.Config.HiddenSize], dtype));
+            activations = bert.Activations();
+        }
+        else
+        {
+            var model = (Gpt2<F>)loaded;
+            (sum, count) = model.Forward(ids, targets, B, T, mask);
+            outs.Add(ModelFiles.ToStored<F>("logits", model.Logits.Span, [B, T, model.VocabSize], dtype));
+            outs.Add(ModelFiles.ToStored<F>("hidden_states", model.Hidden.Span, [B, T, model.Config.NEmbd], dtype));
+            activations = model.Activations();
+        }
         if (targets is not null)
         {
             if (count == 0) throw new InputException($"{a.Input}: every target is -100, so there is no loss");
             outs.Add(ModelFiles.ToStored<F>("loss", [F.CreateTruncating(sum / count)], [], dtype));
         }
         if (a.Acts)
-            foreach (var (name, data, shape) in model.Activations())
+            foreach (var (name, data, shape) in activations)
                 outs.Add(ModelFiles.ToStored<F>("act/" + name, data, shape, dtype));
         if (a.Grads)
         {
-            model.Backward(1.0 / count);
-            foreach (var p in model.Parameters)
-                outs.Add(ModelFiles.ToStored<F>("grad/" + p.Name, p.Grad.Span, p.Value.Shape, dtype));
+            loaded.Backward(1.0 / count);
+            foreach (var (name, data, shape) in ModelFiles.HfTensors(loaded, p => p.Grad))
+                outs.Add(ModelFiles.ToStored<F>("grad/" + name, data, shape, dtype));
         }
         SafeTensors.Write(a.Out, outs, new Dictionary<string, string> { ["model"] = a.Model, ["dtype"] = dtype.ToString() });
         Console.WriteLine($"wrote {a.Out}: {outs.Count} tensors" + (targets is not null ? $", loss {sum / count:F6}" : ""));

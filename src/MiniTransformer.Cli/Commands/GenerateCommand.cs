@@ -20,13 +20,19 @@ static class GenerateCommand
         var seed = new Option<int>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 1337 };
         var data = new Option<string?>("--data") { Description = "data spec whose tokenizer to use (default: the model's data.json, else GPT-2's)" };
         var threads = Common.Threads();
-        var cmd = new Command("generate", "Continue a prompt with a trained model.");
-        foreach (Option o in new Option[] { model, prompt, maxNew, temperature, topK, seed, data, threads }) cmd.Options.Add(o);
+        var vocabTxt = new Option<string?>("--vocab-txt") { Description = "bert: the WordPiece vocab.txt the model was trained with" };
+        var cmd = new Command("generate", "Continue a prompt with a GPT-2; with a BERT, fill each [MASK] in the prompt.");
+        foreach (Option o in new Option[] { model, prompt, maxNew, temperature, topK, seed, data, threads, vocabTxt }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
             string dir = r.GetValue(model)!;
             if (r.GetValue(maxNew) < 0) throw new InputException("--max-new-tokens: must be non-negative");
+            if (ModelFiles.ModelType(dir) == "bert")
+            {
+                Console.WriteLine(FillMask(ModelFiles.LoadBert(dir, CpuBackend<float>.Instance), dir, r.GetValue(data), r.GetValue(vocabTxt), r.GetValue(prompt)!));
+                return 0;
+            }
             var m = ModelFiles.LoadGpt2(dir, CpuBackend<float>.Instance);
             var tokenizer = Tokenizer(dir, r.GetValue(data), m.VocabSize);
             var ids = tokenizer.Encode(r.GetValue(prompt)!);
@@ -38,7 +44,32 @@ static class GenerateCommand
         return cmd;
     }
 
-    static ITokenizer Tokenizer(string modelDir, string? spec, int vocab)
+    /// <summary>BERT: the prompt with every [MASK] replaced by the model's most likely token ([CLS] … [SEP] around it).</summary>
+    static string FillMask(Bert<float> m, string dir, string? spec, string? vocabTxt, string prompt)
+    {
+        IBertTokenizer tokenizer;
+        if (vocabTxt is not null) tokenizer = new BertWordPiece(vocabTxt);
+        else
+        {
+            (spec, int seed) = DataInfo(dir, spec);
+            if (spec is null) throw new InputException($"{dir}: no data.json says which tokenizer this BERT uses; pass --data SPEC or --vocab-txt FILE");
+            tokenizer = MlmSources.Create(spec, seed).Tokenizer;
+        }
+        if (tokenizer.VocabSize > m.VocabSize)
+            throw new InputException($"the tokenizer has {tokenizer.VocabSize} tokens, the model only {m.VocabSize}");
+        int[] ids = [tokenizer.Special.Cls, .. tokenizer.Encode(prompt), tokenizer.Special.Sep];
+        if (!ids.Contains(tokenizer.Special.Mask)) throw new InputException("--prompt: a BERT fills [MASK] tokens; the prompt has none");
+        if (ids.Length > m.MaxSequence) throw new InputException($"--prompt: {ids.Length} tokens exceed the model's {m.MaxSequence}");
+        m.Forward(ids, null, 1, ids.Length);
+        int V = m.VocabSize;
+        var filled = ids.ToArray();
+        for (int t = 0; t < ids.Length; t++)
+            if (ids[t] == tokenizer.Special.Mask)
+                filled[t] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(m.Logits.Data.AsSpan(t * V, V));
+        return tokenizer.Decode(filled.AsSpan(1, filled.Length - 2));
+    }
+
+    static (string? Spec, int Seed) DataInfo(string modelDir, string? spec)
     {
         int seed = 1337;
         string info = Path.Combine(modelDir, Trainer<float>.DataFile);
@@ -47,6 +78,12 @@ static class GenerateCommand
             spec = (string?)o["data"];
             seed = (int?)o["seed"] ?? seed;
         }
+        return (spec, seed);
+    }
+
+    static ITokenizer Tokenizer(string modelDir, string? spec, int vocab)
+    {
+        (spec, int seed) = DataInfo(modelDir, spec);
         if (spec is not null)
         {
             var t = DataSources.Create(spec, seed).Tokenizer;

@@ -18,21 +18,22 @@ static class InitCommand
         cmd.Options.Add(dtype);
         cmd.SetAction(r =>
         {
-            var config = init.Config(r, null);
             string dir = r.GetValue(outDir)!;
+            int seed = r.GetValue(init.Seed);
+            string what;
             if (Common.IsF64(r.GetValue(dtype)!))
             {
-                var m = new Gpt2<double>(config, CpuBackend<double>.Instance);
-                m.InitializeRandom(r.GetValue(init.Seed));
+                var m = init.NewModel(r, null, CpuBackend<double>.Instance, seed);
                 ModelFiles.Save(m, dir, StDType.F64);
+                what = $"{(m.Arch == "bert" ? "BERT" : "GPT-2")} with {InitOptions.ParameterCount(m):N0} parameters";
             }
             else
             {
-                var m = new Gpt2<float>(config, CpuBackend<float>.Instance);
-                m.InitializeRandom(r.GetValue(init.Seed));
+                var m = init.NewModel(r, null, CpuBackend<float>.Instance, seed);
                 ModelFiles.Save(m, dir, StDType.F32);
+                what = $"{(m.Arch == "bert" ? "BERT" : "GPT-2")} with {InitOptions.ParameterCount(m):N0} parameters";
             }
-            Console.WriteLine($"wrote {dir}: GPT-2 with {config.ParameterCount:N0} parameters");
+            Console.WriteLine($"wrote {dir}: {what}");
             return 0;
         });
         return cmd;

@@ -31,16 +31,24 @@ static class TrainCommand
         var dtype = Common.Dtype();
         var device = Common.Device();
         var threads = Common.Threads();
+        var vocabTxt = new Option<string?>("--vocab-txt") { Description = "bert: a WordPiece vocab.txt for text:PATH data (BertTokenizer)" };
 
-        var cmd = new Command("train", "Train a GPT-2 (new or from --model) on a data source; writes a run folder.");
-        foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads })
+        var cmd = new Command("train", "Train a GPT-2 (next token) or a BERT (masked LM) — new or from --model — on a data source; writes a run folder.");
+        foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads, vocabTxt })
             cmd.Options.Add(o);
         init.AddTo(cmd);
         cmd.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
             int seed = r.GetValue(init.Seed);
-            var source = DataSources.Create(r.GetValue(data)!, seed);
+            string run = r.GetValue(outDir)!;
+            bool isResume = r.GetValue(resume);
+            // The architecture decides the objective: BERT trains on masked-LM rows of the same data.
+            string arch = isResume && Trainer<float>.FindCheckpoint(run) is string ck ? ModelFiles.ModelType(ck)
+                : r.GetValue(model) is string mp ? ModelFiles.ModelType(mp) : init.ArchOf(r);
+            if (arch != "bert" && r.GetValue(vocabTxt) is not null) throw new InputException("--vocab-txt: WordPiece vocabularies are for BERT (use --arch bert)");
+            IDataSource source = arch == "bert" ? MlmSources.Create(r.GetValue(data)!, seed, r.GetValue(vocabTxt))
+                : DataSources.Create(r.GetValue(data)!, seed);
             var kind = r.GetValue(optimizer) switch
             {
                 "adamw" => OptimizerKind.AdamW,
@@ -51,8 +59,6 @@ static class TrainCommand
                 GradAccum: r.GetValue(accum), EvalEvery: r.GetValue(evalEvery), EvalBatches: r.GetValue(evalBatches), Seed: seed,
                 Optimizer: new OptimizerConfig(kind, WeightDecay: r.GetValue(wd), GradClip: r.GetValue(clip)));
             config.Validate();
-            string run = r.GetValue(outDir)!;
-            bool isResume = r.GetValue(resume);
             if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!));
             else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!));
             return 0;
@@ -70,12 +76,7 @@ static class TrainCommand
             model = ModelFiles.Load(ck, ops);
         }
         else if (modelPath is not null) model = ModelFiles.Load(modelPath, ops);
-        else
-        {
-            var gpt2 = new Gpt2<F>(init.Config(r, data.VocabSize), ops);
-            gpt2.InitializeRandom(config.Seed);
-            model = gpt2;
-        }
-        TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}");
+        else model = init.NewModel(r, data.VocabSize, ops, config.Seed);
+        TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}{(model.Arch == "bert" ? " (BERT masked LM)" : "")}");
     }
 }

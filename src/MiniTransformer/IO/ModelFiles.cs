@@ -59,19 +59,24 @@ public static partial class ModelFiles
         return (json, path + " (metadata 'config')", path);
     }
 
-    /// <summary>config.json's model_type ("gpt2" when absent or when the path is an llm.c .bin).</summary>
+    /// <summary>
+    /// "bert" when the model's config.json says model_type "bert"; otherwise "gpt2" (also for an llm.c .bin, a missing
+    /// model_type, and anything malformed, which the GPT-2 loader then reports in detail).
+    /// </summary>
     public static string ModelType(string path)
     {
         if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) && File.Exists(path)) return "gpt2";
-        var (json, source, _) = LocateJson(path);
-        System.Text.Json.Nodes.JsonNode? root;
-        try { root = System.Text.Json.Nodes.JsonNode.Parse(json); }
-        catch (System.Text.Json.JsonException e) { throw new InputException($"{source}: invalid JSON ({e.Message})"); }
-        if (root is not System.Text.Json.Nodes.JsonObject o) throw new InputException($"{source}: expected a JSON object");
-        var t = o["model_type"];
-        if (t is null || t.GetValueKind() == System.Text.Json.JsonValueKind.Null) return "gpt2";
-        if (t.GetValueKind() != System.Text.Json.JsonValueKind.String) throw new InputException($"{source}: 'model_type' must be a string");
-        return t.GetValue<string>();
+        var (json, _, _) = LocateJson(path);
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(json) is System.Text.Json.Nodes.JsonObject o
+                && o["model_type"] is System.Text.Json.Nodes.JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String
+                && v.GetValue<string>() == "bert" ? "bert" : "gpt2";
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or InvalidOperationException or FormatException)
+        {
+            return "gpt2";
+        }
     }
 
     static Gpt2<F> Build<F>(Gpt2Config config, IEnumerable<StTensor> tensors, string source, IBackend<F> ops)
@@ -127,12 +132,7 @@ public static partial class ModelFiles
 
     /// <summary>Loads any supported model (dispatch on config.json's model_type).</summary>
     public static ILanguageModel<F> Load<F>(string path, IBackend<F> ops) where F : unmanaged, IFloatingPointIeee754<F> =>
-        ModelType(path) switch
-        {
-            "gpt2" => LoadGpt2(path, ops),
-            "bert" => LoadBert(path, ops),
-            var t => throw new InputException($"{path}: model_type '{t}' is not supported; expected gpt2 or bert"),
-        };
+        ModelType(path) == "bert" ? LoadBert(path, ops) : LoadGpt2(path, ops);
 
     /// <summary>Writes config.json and model.safetensors (config also in the metadata), each atomically.</summary>
     public static void Save<F>(ILanguageModel<F> model, string dir, StDType dtype = StDType.F32) where F : unmanaged, IFloatingPointIeee754<F>

@@ -52,7 +52,7 @@ public sealed record BertConfig(
         {
             var n = o[key];
             if (n is null || n.GetValueKind() == JsonValueKind.Null)
-                return fallback ?? throw new InputException($"{source}: missing '{key}'");
+                return fallback ?? throw new InputException($"{source}: missing '{key}' (model_type 'bert' needs it)");
             try { return n.GetValue<int>(); }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             { throw new InputException($"{source}: '{key}' must be an integer"); }
