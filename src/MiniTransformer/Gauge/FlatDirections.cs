@@ -1,0 +1,162 @@
+using MathNet.Numerics.LinearAlgebra;
+using MiniTransformer.Models;
+
+namespace MiniTransformer.Gauge;
+
+/// <summary>The analytic count of flat directions of one model, per kind.</summary>
+public sealed record AnalyticCount(int Parameters, int Analytic, IReadOnlyDictionary<string, int> ByKind, int NearFlat, int Unused);
+
+/// <summary>One kind's generators checked against the Jacobian: how many, the rank they add to the kinds before, the worst ‖J·t‖/(σ_max‖t‖).</summary>
+public sealed record GeneratorCheck(string Kind, int Generators, int Rank, double WorstRatio);
+
+/// <summary>The numeric count: the Jacobian's singular values, the cut at the largest gap, and the generator checks.</summary>
+public sealed record NumericCount(int Rows, int Parameters, double[] Singular, int Rank, int Null, double GapRatio,
+    IReadOnlyList<GeneratorCheck> Generators, int TangentRank, double NearFlatRatio);
+
+/// <summary>
+/// Flat directions: the analytic count (from the kinds) and the numeric one, the rank deficiency of the exact
+/// Jacobian of the log-softmax outputs with respect to all parameters (float64), built from backward passes.
+/// </summary>
+public static class FlatDirections
+{
+    public static AnalyticCount Analytic(GaugeArch a, int parameters)
+    {
+        var by = GaugeKind.All.ToDictionary(k => k.Name, k => k.Count(a));
+        // Near-flat (exact only at ε = 0): the global scale of the residual stream (GPT-2: 1).
+        return new AnalyticCount(parameters, by.Values.Sum(), by, a.PreLn ? 1 : 0, 0);
+    }
+
+    /// <summary>
+    /// Moves a model to a generic point: every one-dimensional parameter (biases, LayerNorm gains and biases) gets
+    /// N(0, std²) added, so a fresh init's extra null directions (zero biases, unit gains) are gone.
+    /// </summary>
+    public static void Genericize(ParamSet p, int seed, double std = 0.2)
+    {
+        var rng = new Random(seed);
+        for (int i = 0; i < p.Data.Length; i++)
+            if (p.Shapes[i].Length == 1)
+                for (int j = 0; j < p.Data[i].Length; j++) p.Data[i][j] += std * GroupElements.Gaussian(rng);
+    }
+
+    /// <summary>
+    /// The exact Jacobian of log p(v | prefix) with respect to all parameters (rows: sampled sequences of full context
+    /// length × every position × every vocabulary entry; columns: parameters in model order). Row (t, v) is one backward
+    /// pass: with the only target at position t set to v, the cross-entropy backward at scale −1 seeds
+    /// dlogits = onehot(v) − softmax, exactly the log-softmax Jacobian's row.
+    /// </summary>
+    public static Matrix<double> Jacobian(Gpt2<double> model, int minRows, int seed)
+    {
+        var a = GaugeArch.ForGpt2(model.Config);
+        int T = a.Positions, V = a.Vocab, P = model.Parameters.Sum(p => p.Value.Length);
+        int sequences = Math.Max(1, (minRows + T * V - 1) / (T * V));
+        var rng = new Random(seed);
+        var J = Matrix<double>.Build.Dense(sequences * T * V, P);
+        var targets = new int[T];
+        int row = 0;
+        for (int s = 0; s < sequences; s++)
+        {
+            var ids = new int[T];
+            for (int t = 0; t < T; t++) ids[t] = rng.Next(V);
+            for (int t = 0; t < T; t++)
+                for (int v = 0; v < V; v++)
+                {
+                    Array.Fill(targets, -100);
+                    targets[t] = v;
+                    model.Forward(ids, targets, 1, T);
+                    foreach (var p in model.Parameters) p.Grad.Clear();
+                    model.Backward(-1.0);
+                    int col = 0;
+                    foreach (var p in model.Parameters)
+                    {
+                        var g = p.Grad.Span;
+                        for (int k = 0; k < g.Length; k++) J[row, col + k] = g[k];
+                        col += g.Length;
+                    }
+                    row++;
+                }
+        }
+        return J;
+    }
+
+    /// <summary>
+    /// The cut at the largest ratio σ_i/σ_{i+1}: the rank is i + 1. Values below 1e-20·σ_max (exact zeros from the
+    /// SVD included) are floored there, far below float64 round-off, so a run of zeros does not fake a gap.
+    /// </summary>
+    public static (int Rank, double Ratio) LargestGap(double[] s)
+    {
+        int best = s.Length; double ratio = 1;
+        double floor = s.Length > 0 ? s[0] * 1e-20 : 0;
+        for (int i = 0; i + 1 < s.Length; i++)
+        {
+            double r = Math.Max(s[i], floor) / Math.Max(s[i + 1], Math.Max(floor, 1e-300));
+            if (r > ratio) { ratio = r; best = i + 1; }
+        }
+        return (best, ratio);
+    }
+
+    public static double[] SingularValues(Matrix<double> m) =>
+        [.. m.Svd(computeVectors: false).S.Take(Math.Min(m.RowCount, m.ColumnCount)).OrderByDescending(x => x)];
+
+    /// <summary>Full numeric count at the model's current parameters (call <see cref="Genericize"/> first for a fresh init).</summary>
+    public static NumericCount Numeric(Gpt2<double> model, int seed, double rowsPerParameter = 3)
+    {
+        var a = GaugeArch.ForGpt2(model.Config);
+        var p = ParamSet.From(model.Parameters);
+        int P = p.Count;
+        var J = Jacobian(model, (int)Math.Ceiling(rowsPerParameter * P), seed);
+        var s = SingularValues(J);
+        var (rank, ratio) = LargestGap(s);
+        double smax = s[0];
+
+        var checks = new List<GeneratorCheck>();
+        var all = new List<double[]>();
+        int tangentRank = 0;
+        foreach (var kind in GaugeKind.All)
+        {
+            var ts = kind.Tangents(a, p).Select(t => t.Flatten()).ToList();
+            all.AddRange(ts);
+            double worst = 0;
+            foreach (var t in ts) worst = Math.Max(worst, Ratio(J, t, smax));
+            // Rank this kind adds to the kinds before it (what its analytic count claims).
+            int r = all.Count == 0 ? 0 : TangentRank(all);
+            checks.Add(new GeneratorCheck(kind.Name, ts.Count, r - tangentRank, worst));
+            tangentRank = r;
+        }
+        double nearFlat = Ratio(J, ScaleTangent(a, p).Flatten(), smax);
+        return new NumericCount(J.RowCount, P, s, rank, P - rank, ratio, checks, tangentRank, nearFlat);
+    }
+
+    static double Ratio(Matrix<double> J, double[] t, double smax)
+    {
+        var v = Vector<double>.Build.DenseOfArray(t);
+        return (J * v).L2Norm() / (smax * v.L2Norm());
+    }
+
+    /// <summary>Rank of a set of tangent vectors (columns), cut at the largest gap of their singular values.</summary>
+    public static int TangentRank(IReadOnlyList<double[]> ts)
+    {
+        var m = Matrix<double>.Build.Dense(ts[0].Length, ts.Count, (i, j) => ts[j][i]);
+        var s = SingularValues(m.ColumnCount > m.RowCount ? m.Transpose() : m);
+        if (s.Length == 1 || s[^1] > 1e-10 * s[0]) return s.Length;   // full rank: no gap to cut
+        return LargestGap(s).Rank;
+    }
+
+    /// <summary>
+    /// The near-flat direction (exact only at ε = 0): scale the whole residual stream (embeddings and every residual
+    /// writer) by λ; with a tied table the final LayerNorm's gain and bias take 1/λ.
+    /// </summary>
+    public static ParamSet ScaleTangent(GaugeArch a, ParamSet p)
+    {
+        var t = p.ZerosLike();
+        void Copy(string name) { var src = p[name]; var dst = t[name]; for (int i = 0; i < src.Length; i++) dst[i] += src[i]; }
+        Copy(a.TokenEmbedding);
+        Copy(a.PositionEmbedding);
+        foreach (var w in a.ResidualWriters) { Copy(w.Weight); if (w.Bias is not null) Copy(w.Bias); }
+        if (a.Tied)
+        {
+            var g = p[a.FinalLnGain]; var b = p[a.FinalLnBias];
+            for (int i = 0; i < g.Length; i++) { t[a.FinalLnGain][i] = -g[i]; t[a.FinalLnBias][i] = -b[i]; }
+        }
+        return t;
+    }
+}

@@ -1,0 +1,110 @@
+using MiniTransformer.Backends;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Models;
+using System.Numerics;
+
+namespace MiniTransformer.Gauge;
+
+/// <summary>One attention sublayer: the query, key, value maps and the output map (rows grouped per head).</summary>
+public sealed record AttnSpec(int Layer, MapRef Q, MapRef K, MapRef V, MapRef O, int Heads, int HeadDim);
+
+/// <summary>
+/// A LayerNorm whose output feeds linear maps only (so its gain, bias and the mean direction its normalised output
+/// lacks can be moved into the maps it feeds). <see cref="Readers"/> are those maps, all reading the full LN output.
+/// </summary>
+public sealed record LnSpec(string Name, string Gain, string Bias, MapRef[] Readers);
+
+/// <summary>
+/// What the gauge toolkit needs to know about an architecture: which linear maps read and write the residual
+/// stream, which LayerNorms feed which maps, the attention blocks, the embedding tables and the output map.
+/// Built from a config by <see cref="ForGpt2"/> (BERT plugs in with its own builder).
+/// </summary>
+public sealed class GaugeArch
+{
+    public required string Arch { get; init; }
+    public required int D { get; init; }
+    public required int Heads { get; init; }
+    public required int Ffn { get; init; }
+    public required int Vocab { get; init; }
+    public required int Positions { get; init; }
+    public required int Layers { get; init; }
+    public required double Eps { get; init; }
+    public required bool Tied { get; init; }
+    /// <summary>Pre-LN: every reader of the residual stream is a LayerNorm (GPT-2).</summary>
+    public required bool PreLn { get; init; }
+    public int HeadDim => D / Heads;
+
+    public required AttnSpec[] Attention { get; init; }
+    /// <summary>LayerNorms whose output feeds linear maps only (GPT-2: ln_1, ln_2, and ln_f when untied).</summary>
+    public required LnSpec[] FoldableLns { get; init; }
+    /// <summary>LayerNorms that read the residual stream (pre-LN), with their readers — what the residual rotation acts on.</summary>
+    public required LnSpec[] ResidualReaders { get; init; }
+    /// <summary>Maps writing into the residual stream whose output only LayerNorms read (attention and MLP output maps).</summary>
+    public required MapRef[] ResidualWriters { get; init; }
+    /// <summary>MLP input maps (hidden units), for reports.</summary>
+    public required MapRef[] MlpIn { get; init; }
+    public required string TokenEmbedding { get; init; }
+    public required string PositionEmbedding { get; init; }
+    /// <summary>The output map h → logits, [d, V] in the notation (the token table when tied).</summary>
+    public required MapRef OutputMap { get; init; }
+    /// <summary>The final LayerNorm feeding the output map.</summary>
+    public required string FinalLnGain { get; init; }
+    public required string FinalLnBias { get; init; }
+
+    public static GaugeArch ForGpt2(Gpt2Config c)
+    {
+        int d = c.NEmbd, f = c.Ffn, H = c.NHead;
+        var attn = new List<AttnSpec>();
+        var lns = new List<LnSpec>();
+        var writers = new List<MapRef>();
+        var mlpIn = new List<MapRef>();
+        for (int i = 0; i < c.NLayer; i++)
+        {
+            string p = $"h.{i}.";
+            var qkv = MapRef.Full(p + "attn.c_attn.weight", p + "attn.c_attn.bias", WeightLayout.InOut, d, 3 * d);
+            var o = MapRef.Full(p + "attn.c_proj.weight", p + "attn.c_proj.bias", WeightLayout.InOut, d, d);
+            var fc = MapRef.Full(p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", WeightLayout.InOut, d, f);
+            var proj = MapRef.Full(p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", WeightLayout.InOut, f, d);
+            attn.Add(new AttnSpec(i, qkv.Sub(0, d), qkv.Sub(d, d), qkv.Sub(2 * d, d), o, H, d / H));
+            lns.Add(new LnSpec(p + "ln_1", p + "ln_1.weight", p + "ln_1.bias", [qkv]));
+            lns.Add(new LnSpec(p + "ln_2", p + "ln_2.weight", p + "ln_2.bias", [fc]));
+            writers.Add(o);
+            writers.Add(proj);
+            mlpIn.Add(fc);
+        }
+        var output = c.TieWordEmbeddings
+            ? MapRef.Full("wte.weight", null, WeightLayout.OutIn, d, c.VocabSize)
+            : MapRef.Full("lm_head.weight", null, WeightLayout.OutIn, d, c.VocabSize);
+        var lnf = new LnSpec("ln_f", "ln_f.weight", "ln_f.bias", [output]);
+        return new GaugeArch
+        {
+            Arch = "gpt2", D = d, Heads = H, Ffn = f, Vocab = c.VocabSize, Positions = c.NPositions, Layers = c.NLayer,
+            Eps = c.LayerNormEpsilon, Tied = c.TieWordEmbeddings, PreLn = true,
+            Attention = [.. attn],
+            // The tied ln_f feeds the token table, which is also the input embedding: not foldable.
+            FoldableLns = c.TieWordEmbeddings ? [.. lns] : [.. lns, lnf],
+            ResidualReaders = [.. lns, lnf],
+            ResidualWriters = [.. writers],
+            MlpIn = [.. mlpIn],
+            TokenEmbedding = "wte.weight", PositionEmbedding = "wpe.weight",
+            OutputMap = output, FinalLnGain = "ln_f.weight", FinalLnBias = "ln_f.bias",
+        };
+    }
+
+    /// <summary>The gauge description of a loaded model.</summary>
+    public static GaugeArch For<F>(ILanguageModel<F> model) where F : unmanaged, IFloatingPointIeee754<F> => model switch
+    {
+        Gpt2<F> g => ForGpt2(g.Config),
+        _ => throw new InputException($"gauge: architecture '{model.Arch}' is not supported by the gauge toolkit yet"),
+    };
+
+    /// <summary>A fresh model of this architecture (zero weights) on the given backend.</summary>
+    public ILanguageModel<F> Create<F>(ILanguageModel<double> like, IBackend<F> ops) where F : unmanaged, IFloatingPointIeee754<F> => like switch
+    {
+        Gpt2<double> g => new Gpt2<F>(g.Config, ops),
+        _ => throw new InputException($"gauge: architecture '{like.Arch}' is not supported"),
+    };
+
+    /// <summary>Total parameters (the tied table counted once).</summary>
+    public static int ParameterCount(ParamSet p) => p.Count;
+}

@@ -1,0 +1,90 @@
+using System.Numerics;
+using MiniTransformer.Backends;
+using MiniTransformer.Models;
+
+namespace MiniTransformer.Gauge;
+
+/// <summary>One kind's invariance check: output deviation after the transformation vs after a same-norm random perturbation.</summary>
+public sealed record KindCheck(string Kind, bool Symmetry, double MaxAbs, double MaxRel, double PerturbationRel, double WeightChange);
+
+/// <summary>
+/// Invariance checks. Outputs compared are the log-probabilities (log-softmax of the logits): the logits themselves
+/// are invariant up to a per-row constant, which the tied-embedding shift and the untied output-map shift use.
+/// Transformations are applied in float64; the two models are then evaluated in the requested precision.
+/// </summary>
+public static class Invariance
+{
+    /// <summary>Seeded inputs covering every position: B rows of length min(context, 32).</summary>
+    public static (int[] Ids, int B, int T) RandomInputs(GaugeArch a, int seed, int B = 4)
+    {
+        int T = Math.Min(a.Positions, 32);
+        var rng = new Random(seed);
+        var ids = new int[B * T];
+        for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(a.Vocab);
+        return (ids, B, T);
+    }
+
+    /// <summary>Log-softmax of the logits of <paramref name="p"/> on the inputs, evaluated in precision F.</summary>
+    public static double[] LogProbs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var m = a.Create(like, ops);
+        p.CopyTo(m.Parameters);
+        m.Forward(ids, null, B, T);
+        var logits = m.Logits.Span;
+        int V = a.Vocab;
+        var y = new double[B * T * V];
+        for (int n = 0; n < B * T; n++)
+        {
+            double max = double.NegativeInfinity;
+            for (int v = 0; v < V; v++) max = Math.Max(max, double.CreateTruncating(logits[n * V + v]));
+            double s = 0;
+            for (int v = 0; v < V; v++) s += Math.Exp(double.CreateTruncating(logits[n * V + v]) - max);
+            double lse = max + Math.Log(s);
+            for (int v = 0; v < V; v++) y[n * V + v] = double.CreateTruncating(logits[n * V + v]) - lse;
+        }
+        return y;
+    }
+
+    public static (double MaxAbs, double MaxRel) Deviation(double[] reference, double[] other)
+    {
+        double maxAbs = 0, scale = 0;
+        for (int i = 0; i < reference.Length; i++)
+        {
+            maxAbs = Math.Max(maxAbs, Math.Abs(other[i] - reference[i]));
+            scale = Math.Max(scale, Math.Abs(reference[i]));
+        }
+        return (maxAbs, maxAbs / Math.Max(scale, double.Epsilon));
+    }
+
+    /// <summary>A random (Gaussian) perturbation of every parameter, with the same norm as <paramref name="delta"/>.</summary>
+    public static ParamSet SameNormPerturbation(ParamSet p, ParamSet delta, Random rng)
+    {
+        var pert = p.ZerosLike();
+        double norm = 0;
+        for (int i = 0; i < p.Data.Length; i++)
+            for (int j = 0; j < p.Data[i].Length; j++) { pert.Data[i][j] = GroupElements.Gaussian(rng); norm += pert.Data[i][j] * pert.Data[i][j]; }
+        double s = norm > 0 ? delta.Norm() / Math.Sqrt(norm) : 0;
+        var q = p.Clone();
+        for (int i = 0; i < p.Data.Length; i++)
+            for (int j = 0; j < p.Data[i].Length; j++) q.Data[i][j] += s * pert.Data[i][j];
+        return q;
+    }
+
+    /// <summary>Applies <paramref name="kind"/> (seeded) to a float64 copy of the model and compares outputs in precision F.</summary>
+    public static KindCheck Check<F>(ILanguageModel<double> model, GaugeKind kind, int seed, IBackend<F> ops)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var a = GaugeArch.For(model);
+        var p0 = ParamSet.From(model.Parameters);
+        var p1 = p0.Clone();
+        kind.Apply(a, p1, new Random(seed));
+        var delta = p1.Minus(p0);
+        var p2 = SameNormPerturbation(p0, delta, new Random(seed + 1));
+        var (ids, B, T) = RandomInputs(a, seed + 2);
+        var y0 = LogProbs(model, a, p0, ops, ids, B, T);
+        var (abs, rel) = Deviation(y0, LogProbs(model, a, p1, ops, ids, B, T));
+        var (_, prel) = Deviation(y0, LogProbs(model, a, p2, ops, ids, B, T));
+        return new KindCheck(kind.Name, kind.IsSymmetry(a, p0), abs, rel, prel, delta.Norm() / Math.Max(p0.Norm(), double.Epsilon));
+    }
+}
