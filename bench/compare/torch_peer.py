@@ -246,7 +246,7 @@ def table(torch_files, ours_files, meta):
             continue
         om = [o["ops_ms"][op] for o in oo]
         pm = [t["ops_ms"][op] for t in tt]
-        rows.append((f"{op} fwd+bwd", med(om), med(pm), "ms", med(om) / med(pm), "time ours/torch", max(spread(om), spread(pm))))
+        rows.append((op if op.startswith("adamw") else f"{op} fwd+bwd", med(om), med(pm), "ms", med(om) / med(pm), "time ours/torch", max(spread(om), spread(pm))))
 
     print(f"# MiniTransformer vs PyTorch {tt[0]['torch']} (OpenBLAS), {tt[0]['threads']} threads, {tt[0]['dtype']}")
     print(f"# date: {meta.get('date', '')}   cpu: {cpu_model()} ({os.cpu_count()} vCPUs)   rounds: {len(tt)}")

@@ -205,88 +205,84 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
 
     // ================= attention =================
 
-    public void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
+    // Per (batch, head): the three products are small GEMMs on strided views of qkv (no copies):
+    // S = Q·Kᵀ written straight into the pattern buffer, softmax in place, Y = P·V; backward dP = dY·Vᵀ,
+    // dV += Pᵀ·dY, dS = P ⊙ (dP − rowsum(P ⊙ dP))/√d_h, dQ += dS·K, dK += dSᵀ·Q. Each (b, h) owns disjoint slices of
+    // y, att and dqkv, and runs on one thread, so the result does not depend on scheduling.
+
+    [ThreadStatic] static F[]? s_attScratch;
+
+    public unsafe void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
         int B, int T, int C, int NH, bool causal)
     {
         int hs = C / NH, C3 = 3 * C;
         F scale = F.One / F.Sqrt(F.CreateTruncating(hs));
-        int[]? mask = keyMask.IsEmpty ? null : keyMask.ToArray();
-        Parallelism.For(B * NH, 1, (lo, hi) =>
+        bool hasMask = !keyMask.IsEmpty;
+        fixed (int* mp = keyMask)
         {
-            for (int bh = lo; bh < hi; bh++)
+            int* mask = mp;
+            Parallelism.For(B * NH, 1, (lo, hi) =>
             {
-                int b = bh / NH, h = bh % NH;
-                for (int t = 0; t < T; t++)
+                for (int bh = lo; bh < hi; bh++)
                 {
-                    var q = qkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
-                    var p = att.Data.AsSpan(((b * NH + h) * T + t) * T, T);
-                    int tEnd = causal ? t + 1 : T;
-                    // scores s[t2] = q·k[t2]/√d_h (masked keys: −∞); then p = softmax(s)
-                    F max = F.NegativeInfinity;
-                    for (int t2 = 0; t2 < T; t2++)
+                    int b = bh / NH, h = bh % NH;
+                    int qOff = b * T * C3 + h * hs;
+                    var S = att.Data.AsSpan(bh * T * T, T * T);
+                    Gemm.Multiply<F>(false, true, T, T, hs, qkv.Data.AsSpan(qOff), C3, qkv.Data.AsSpan(qOff + C), C3, S, T, accumulate: false);
+                    for (int t = 0; t < T; t++)
                     {
-                        if (t2 >= tEnd || (mask is not null && mask[b * T + t2] == 0)) { p[t2] = F.NegativeInfinity; continue; }
-                        var k = qkv.Data.AsSpan((b * T + t2) * C3 + C + h * hs, hs);
-                        F s = TensorPrimitives.Dot<F>(q, k) * scale;
-                        p[t2] = s;
-                        if (s > max) max = s;
+                        var p = S.Slice(t * T, T);
+                        int tEnd = causal ? t + 1 : T;
+                        // scores s[t2] = q·k[t2]/√d_h (masked keys: −∞); then p = softmax(s); keys past the query: 0
+                        var live = p.Slice(0, tEnd);
+                        TensorPrimitives.Multiply(live, scale, live);
+                        if (hasMask)
+                            for (int t2 = 0; t2 < tEnd; t2++)
+                                if (mask[b * T + t2] == 0) live[t2] = F.NegativeInfinity;
+                        p.Slice(tEnd).Clear();
+                        F max = TensorPrimitives.Max<F>(live);
+                        if (F.IsNegativeInfinity(max)) { p.Clear(); continue; }   // every key masked: output 0
+                        TensorPrimitives.Subtract(live, max, live);
+                        TensorPrimitives.Exp(live, live);
+                        TensorPrimitives.Multiply(live, F.One / TensorPrimitives.Sum<F>(live), live);
                     }
-                    var yr = y.Data.AsSpan((b * T + t) * C + h * hs, hs);
-                    yr.Clear();
-                    if (F.IsNegativeInfinity(max)) { p.Clear(); continue; }   // every key masked: output 0
-                    TensorPrimitives.Subtract(p, max, p);
-                    TensorPrimitives.Exp(p, p);
-                    F sum = TensorPrimitives.Sum<F>(p);
-                    TensorPrimitives.Multiply(p, F.One / sum, p);
-                    for (int t2 = 0; t2 < tEnd; t2++)
-                    {
-                        if (p[t2] == F.Zero) continue;
-                        var v = qkv.Data.AsSpan((b * T + t2) * C3 + 2 * C + h * hs, hs);
-                        TensorPrimitives.MultiplyAdd(v, p[t2], yr, yr);
-                    }
+                    Gemm.Multiply<F>(false, false, T, hs, T, S, T, qkv.Data.AsSpan(qOff + 2 * C), C3,
+                        y.Data.AsSpan(b * T * C + h * hs), C, accumulate: false);
                 }
-            }
-        });
+            });
+        }
     }
 
     public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH)
     {
         int hs = C / NH, C3 = 3 * C;
         F scale = F.One / F.Sqrt(F.CreateTruncating(hs));
-        // Each (b, h) owns disjoint slices of dq, dk, dv: no races, fixed order.
         Parallelism.For(B * NH, 1, (lo, hi) =>
         {
-            Span<F> dp = T <= 1024 ? stackalloc F[T] : new F[T];
+            if (s_attScratch is null || s_attScratch.Length < T * T) s_attScratch = new F[T * T];
+            var dP = s_attScratch.AsSpan(0, T * T);
             for (int bh = lo; bh < hi; bh++)
             {
                 int b = bh / NH, h = bh % NH;
+                int qOff = b * T * C3 + h * hs, yOff = b * T * C + h * hs;
+                var P = att.Data.AsSpan(bh * T * T, T * T);
+                var dY = dy.Data.AsSpan(yOff);
+                // dP = dY·Vᵀ;  dV += Pᵀ·dY
+                Gemm.Multiply<F>(false, true, T, T, hs, dY, C, qkv.Data.AsSpan(qOff + 2 * C), C3, dP, T, accumulate: false);
+                Gemm.Multiply<F>(true, false, T, hs, T, P, T, dY, C, dqkv.Data.AsSpan(qOff + 2 * C), C3, accumulate: true);
+                // softmax backward: dS = P ⊙ (dP − Σ P·dP), then through s = q·k/√d_h
                 for (int t = 0; t < T; t++)
                 {
-                    var p = att.Data.AsSpan(((b * NH + h) * T + t) * T, T);
-                    var dyr = dy.Data.AsSpan((b * T + t) * C + h * hs, hs);
-                    var q = qkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
-                    var dq = dqkv.Data.AsSpan((b * T + t) * C3 + h * hs, hs);
-                    // dp[t2] = dy·v[t2];  dv[t2] += p[t2]·dy
-                    for (int t2 = 0; t2 < T; t2++)
-                    {
-                        if (p[t2] == F.Zero) { dp[t2] = F.Zero; continue; }
-                        int r = (b * T + t2) * C3 + 2 * C + h * hs;
-                        dp[t2] = TensorPrimitives.Dot<F>(dyr, qkv.Data.AsSpan(r, hs));
-                        var dv = dqkv.Data.AsSpan(r, hs);
-                        TensorPrimitives.MultiplyAdd(dyr, p[t2], dv, dv);
-                    }
-                    // softmax backward: ds = p ⊙ (dp − Σ p·dp), then through s = q·k/√d_h
-                    F pdp = TensorPrimitives.Dot<F>(p, dp);
-                    for (int t2 = 0; t2 < T; t2++)
-                    {
-                        if (p[t2] == F.Zero) continue;
-                        F ds = p[t2] * (dp[t2] - pdp) * scale;
-                        int r = (b * T + t2) * C3 + C + h * hs;
-                        TensorPrimitives.MultiplyAdd(qkv.Data.AsSpan(r, hs), ds, dq, dq);
-                        var dk = dqkv.Data.AsSpan(r, hs);
-                        TensorPrimitives.MultiplyAdd(q, ds, dk, dk);
-                    }
+                    var p = P.Slice(t * T, T);
+                    var d = dP.Slice(t * T, T);
+                    F pdp = TensorPrimitives.Dot<F>(p, d);
+                    TensorPrimitives.Subtract(d, pdp, d);
+                    TensorPrimitives.Multiply(d, p, d);
+                    TensorPrimitives.Multiply(d, scale, d);
                 }
+                // dQ += dS·K;  dK += dSᵀ·Q
+                Gemm.Multiply<F>(false, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff + C), C3, dqkv.Data.AsSpan(qOff), C3, accumulate: true);
+                Gemm.Multiply<F>(true, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff), C3, dqkv.Data.AsSpan(qOff + C), C3, accumulate: true);
             }
         });
     }
