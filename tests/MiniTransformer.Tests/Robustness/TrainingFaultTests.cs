@@ -159,4 +159,29 @@ public sealed class TrainingFaultTests : IDisposable
             .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject()).Where(o => o["loss"] is not null).Select(o => (int)o["step"]!).ToList();
         Assert.Equal([1, 2, 3, 4, 5, 6], steps);
     }
+
+    [Fact]
+    public void AKillInTheRenameWindowLeavesTheOldCheckpointWhichResumesExactly()
+    {
+        var data = DataSources.Create("synthetic:induction", 7);
+        string straight = Path.Combine(dir, "straight"), run = Path.Combine(dir, "window");
+        var a = new Trainer<float>(NewModel(), data, Config with { Steps = 6 }, CpuBackend<float>.Instance, straight);
+        a.Run();
+        var b = new Trainer<float>(NewModel(), data, Config with { Steps = 6 }, CpuBackend<float>.Instance, run);
+        using var cts = new CancellationTokenSource();
+        b.Evaluated += _ => cts.Cancel();
+        Assert.Throws<OperationCanceledException>(() => b.Run(cts.Token));
+        // The state a kill between "checkpoint -> checkpoint.old" and "checkpoint.tmp -> checkpoint" leaves behind.
+        Directory.Move(Path.Combine(run, "checkpoint"), Path.Combine(run, "checkpoint.old"));
+        Directory.CreateDirectory(Path.Combine(run, "checkpoint.tmp"));
+        File.WriteAllBytes(Path.Combine(run, "checkpoint.tmp", ModelFiles.WeightsFile), [1, 2, 3]);
+        string ck = Trainer<float>.FindCheckpoint(run)!;
+        Assert.EndsWith("checkpoint.old", ck);
+        var c = new Trainer<float>(ModelFiles.LoadGpt2(ck, CpuBackend<float>.Instance), data, Config with { Steps = 6 }, CpuBackend<float>.Instance, run);
+        c.Resume(ck);
+        c.Run();
+        Assert.Equal(a.History.Skip(3).Select(h => (h.Step, h.Loss)), c.History.Select(h => (h.Step, h.Loss)));
+        Assert.False(Directory.Exists(Path.Combine(run, "checkpoint.old")));
+        Assert.False(Directory.Exists(Path.Combine(run, "checkpoint.tmp")));
+    }
 }
