@@ -18,7 +18,7 @@ static class Common
 
     public static Option<string> Device() => new("--device")
     {
-        Description = "cpu, cuda or auto (auto picks the CPU in this build)",
+        Description = "cpu, cuda or auto (auto picks the CPU: the CUDA backend still copies every tensor to and from the host)",
         DefaultValueFactory = _ => "auto",
     };
 
@@ -42,7 +42,8 @@ static class Common
     public static IBackend<F> Backend<F>(string device) where F : unmanaged, IFloatingPointIeee754<F> => device switch
     {
         "cpu" or "auto" => CpuBackend<F>.Instance,
-        "cuda" => throw new InputException("--device cuda: this build has no CUDA backend yet; use --device cpu"),
+        "cuda" when typeof(F) == typeof(float) => (IBackend<F>)(object)new Backends.Cuda.CudaBackend(),   // one clear line without a GPU
+        "cuda" => throw new InputException("--device cuda: the CUDA backend computes in float32; use --dtype f32"),
         _ => throw new InputException($"--device: unknown device '{device}'; expected cpu, cuda or auto"),
     };
 
