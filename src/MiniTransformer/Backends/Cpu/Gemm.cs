@@ -97,12 +97,20 @@ public static class Gemm
 
             int mr = Blocking<T>.MR, nr = Blocking<T>.NR;
             int nPanels = (N + nr - 1) / nr, mPanels = (M + mr - 1) / mr;
-            // Prefer splitting N (each worker packs only its own B columns); fall back to M when N is narrow.
-            bool splitN = nPanels >= 2 * threads || nPanels >= mPanels;
-            // Several tasks per thread (work stealing keeps both cores busy when one is disturbed), but
-            // each big enough that re-packing the shared operand per task stays negligible.
+            // Each task re-packs the operand it does not split: splitting N re-packs A (M×K) per task, splitting M
+            // re-packs B (K×N). Split the dimension whose other operand is the smaller one (M ≤ N: split N), unless
+            // that dimension has too few panels to share; e.g. the lm-head weight gradient (M = 50257 vocabulary rows,
+            // N = 768) splits M, so no task copies the 50257×256 gradient block more than once.
+            bool nOk = nPanels >= 2 * threads, mOk = mPanels >= 2 * threads;
+            bool splitN = nOk && mOk ? M <= N : nOk || nPanels >= mPanels;
+            // Several tasks per thread (work stealing keeps both cores busy when one is disturbed), but only as many
+            // as keep re-packing the shared operand small next to the task's arithmetic: the copy costs about one
+            // cycle per element against splitDim/(16·tasks) FMA cycles per element, so at least 512 columns
+            // (or rows) per thread per extra task; always a multiple of the thread count.
             int panels = splitN ? nPanels : mPanels;
-            int tasks = Math.Min(threads * TasksPerThread, panels / (splitN ? 4 : 6));
+            int splitDim = splitN ? N : M;
+            int perThread = Math.Clamp(splitDim / (512 * threads), 1, TasksPerThread);
+            int tasks = Math.Min(threads * perThread, panels / (splitN ? 4 : 6));
             if (threads <= 1 || tasks <= 1)
             {
                 Blocked(job, 0, M, 0, N);
@@ -259,6 +267,16 @@ public static class Gemm
             {
                 // Stored [K,M]: the MR values for one k are contiguous.
                 T* src = job.A + (nint)k0 * lda + i0 + ir;
+                if (mr == MR && MR == 8 && Vector512.IsHardwareAccelerated)
+                {
+                    // MR consecutive values per k: one 256-bit (float) or 512-bit (double) copy.
+                    for (int k = 0; k < kc; k++, src += lda)
+                    {
+                        if (sizeof(T) == 4) Vector256.Store(Vector256.Load((float*)src), (float*)(dst + k * MR));
+                        else Vector512.Store(Vector512.Load((double*)src), (double*)(dst + k * MR));
+                    }
+                    continue;
+                }
                 for (int k = 0; k < kc; k++, src += lda)
                 {
                     T* d = dst + k * MR;
