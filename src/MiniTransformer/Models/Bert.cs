@@ -249,32 +249,9 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
 
     void Check(int[] ids, int[]? targets, int[]? tokenTypes, int[]? mask, int B, int T)
     {
-        if (B <= 0 || T <= 0) throw new InputException($"batch and sequence length must be positive (got B={B}, T={T})");
-        if (T > Config.MaxPositionEmbeddings)
-            throw new InputException($"sequence length {T} exceeds the model's max_position_embeddings={Config.MaxPositionEmbeddings}");
-        if (ids.Length != B * T) throw new InputException($"input_ids has {ids.Length} entries, expected B·T = {B * T}");
-        for (int n = 0; n < ids.Length; n++)
-            if ((uint)ids[n] >= (uint)Config.VocabSize)
-                throw new InputException($"input_ids[{n / T}, {n % T}] = {ids[n]} is outside the vocabulary [0, {Config.VocabSize})");
-        if (tokenTypes is not null)
-        {
-            if (tokenTypes.Length != B * T) throw new InputException($"token_type_ids has {tokenTypes.Length} entries, expected B·T = {B * T}");
-            for (int n = 0; n < tokenTypes.Length; n++)
-                if ((uint)tokenTypes[n] >= (uint)Config.TypeVocabSize)
-                    throw new InputException($"token_type_ids[{n / T}, {n % T}] = {tokenTypes[n]} is outside [0, {Config.TypeVocabSize}) (type_vocab_size)");
-        }
-        if (mask is not null)
-        {
-            if (mask.Length != B * T) throw new InputException($"attention_mask has {mask.Length} entries, expected B·T = {B * T}");
-            for (int n = 0; n < mask.Length; n++)
-                if (mask[n] is not (0 or 1))
-                    throw new InputException($"attention_mask[{n / T}, {n % T}] = {mask[n]}; expected 1 (keep) or 0 (pad)");
-        }
-        if (targets is null) return;
-        if (targets.Length != B * T) throw new InputException($"targets has {targets.Length} entries, expected B·T = {B * T}");
-        for (int n = 0; n < targets.Length; n++)
-            if (targets[n] != -100 && (uint)targets[n] >= (uint)Config.VocabSize)
-                throw new InputException($"targets[{n / T}, {n % T}] = {targets[n]} is outside the vocabulary [0, {Config.VocabSize}) and is not -100");
+        ModelInputs.Check(ids, targets, B, T, Config.VocabSize, Config.MaxPositionEmbeddings, "max_position_embeddings");
+        if (tokenTypes is not null) ModelInputs.InRange("token_type_ids", tokenTypes, B, T, Config.TypeVocabSize, "is outside type_vocab_size", allowIgnore: false);
+        if (mask is not null) ModelInputs.InRange("attention_mask", mask, B, T, 2, "(1 keep, 0 pad) is outside", allowIgnore: false);
     }
 
     /// <summary>
@@ -294,12 +271,7 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             var l = Layers[i];
             string p = $"layer.{i}.";
             for (int part = 0; part < 3; part++)
-            {
-                var d = new F[B * T * C];
-                for (int n = 0; n < B * T; n++)
-                    Array.Copy(l.Attn.Qkv.Data, n * 3 * C + part * C, d, n * C, C);
-                yield return (p + "attn." + "qkv"[part], d, [B, T, H, hs]);
-            }
+                yield return (p + "attn." + "qkv"[part], l.Attn.Part(part), [B, T, H, hs]);
             yield return (p + "attn.pattern", l.Attn.Pattern.Data, [B, H, T, T]);
             yield return (p + "attn.z", l.Attn.Z.Data, [B, T, C]);
             yield return (p + "attn.out", l.Attn.Y.Data, [B, T, C]);

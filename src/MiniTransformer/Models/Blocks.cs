@@ -59,6 +59,15 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
         return Y;
     }
 
+    /// <summary>The queries (part 0), keys (1) or values (2) of the last forward as [B,T,C] (heads contiguous), copied out of the packed qkv.</summary>
+    public F[] Part(int part)
+    {
+        var d = new F[B * T * C];
+        for (int n = 0; n < B * T; n++)
+            Array.Copy(Qkv.Data, n * 3 * C + part * C, d, n * C, C);
+        return d;
+    }
+
     /// <summary>dY → parameter grads, and dx += ∂/∂x.</summary>
     public void Backward(Tensor<F> dY, Tensor<F> x, Tensor<F> dx)
     {
@@ -144,4 +153,26 @@ public sealed class LayerNormBlock<F>(IBackend<F> ops, string name, int C, doubl
 
     public void Backward(Tensor<F> dY, Tensor<F> x, Tensor<F> dx) =>
         ops.LayerNormBackward(dx, Gamma.Grad, Beta.Grad, dY, x, Gamma.Value, mean, rstd, N, C);
+}
+
+/// <summary>Checks of a model's integer inputs shared by GPT-2 and BERT; each failure is an <see cref="InputException"/> naming the entry.</summary>
+public static class ModelInputs
+{
+    /// <summary>B, T positive, T within the context (<paramref name="context"/> names it in the message), ids in [0, V), targets in [0, V) or −100.</summary>
+    public static void Check(int[] ids, int[]? targets, int B, int T, int V, int maxT, string context)
+    {
+        if (B <= 0 || T <= 0) throw new InputException($"batch and sequence length must be positive (got B={B}, T={T})");
+        if (T > maxT) throw new InputException($"sequence length {T} exceeds the model's {context}={maxT}");
+        InRange("input_ids", ids, B, T, V, "is outside the vocabulary", allowIgnore: false);
+        if (targets is not null) InRange("targets", targets, B, T, V, "is outside the vocabulary", allowIgnore: true);
+    }
+
+    /// <summary>values [B,T] each in [0, n) (or −100 when allowed).</summary>
+    public static void InRange(string name, int[] values, int B, int T, int n, string what, bool allowIgnore)
+    {
+        if (values.Length != B * T) throw new InputException($"{name} has {values.Length} entries, expected B·T = {B * T}");
+        for (int i = 0; i < values.Length; i++)
+            if ((uint)values[i] >= (uint)n && !(allowIgnore && values[i] == -100))
+                throw new InputException($"{name}[{i / T}, {i % T}] = {values[i]} {what} [0, {n}){(allowIgnore ? " and is not -100" : "")}");
+    }
 }

@@ -163,21 +163,8 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         ops.EmbeddingBackward(Wte.Grad, Wpe.Grad, null, dRes, ids, default, B, T, C);
     }
 
-    void Check(int[] ids, int[]? targets, int B, int T)
-    {
-        if (B <= 0 || T <= 0) throw new InputException($"batch and sequence length must be positive (got B={B}, T={T})");
-        if (T > Config.NPositions)
-            throw new InputException($"sequence length {T} exceeds the model's context n_positions={Config.NPositions}");
-        if (ids.Length != B * T) throw new InputException($"input_ids has {ids.Length} entries, expected B·T = {B * T}");
-        for (int n = 0; n < ids.Length; n++)
-            if ((uint)ids[n] >= (uint)Config.VocabSize)
-                throw new InputException($"input_ids[{n / T}, {n % T}] = {ids[n]} is outside the vocabulary [0, {Config.VocabSize})");
-        if (targets is null) return;
-        if (targets.Length != B * T) throw new InputException($"targets has {targets.Length} entries, expected B·T = {B * T}");
-        for (int n = 0; n < targets.Length; n++)
-            if (targets[n] != -100 && (uint)targets[n] >= (uint)Config.VocabSize)
-                throw new InputException($"targets[{n / T}, {n % T}] = {targets[n]} is outside the vocabulary [0, {Config.VocabSize}) and is not -100");
-    }
+    void Check(int[] ids, int[]? targets, int B, int T) =>
+        ModelInputs.Check(ids, targets, B, T, Config.VocabSize, Config.NPositions, "context n_positions");
 
     /// <summary>
     /// Every named intermediate activation of the last forward (the analysis surface), with shapes [B,T,...]:
@@ -196,12 +183,7 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             yield return (p + "resid_pre", (i == 0 ? Embedded : Layers[i - 1].ResidPost).Data, [B, T, C]);
             yield return (p + "ln_1", l.Ln1.Y.Data, [B, T, C]);
             for (int part = 0; part < 3; part++)
-            {
-                var d = new F[B * T * C];
-                for (int n = 0; n < B * T; n++)
-                    Array.Copy(l.Attn.Qkv.Data, n * 3 * C + part * C, d, n * C, C);
-                yield return (p + "attn." + "qkv"[part], d, [B, T, H, hs]);
-            }
+                yield return (p + "attn." + "qkv"[part], l.Attn.Part(part), [B, T, H, hs]);
             yield return (p + "attn.pattern", l.Attn.Pattern.Data, [B, H, T, T]);
             yield return (p + "attn.z", l.Attn.Z.Data, [B, T, C]);
             yield return (p + "attn.out", l.Attn.Y.Data, [B, T, C]);
