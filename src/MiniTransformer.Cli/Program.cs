@@ -20,6 +20,7 @@ public static class Program
             GenerateCommand.Create(),
             BenchCommand.Create(),
             KernelsCommand.Create(),
+            GaugeCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

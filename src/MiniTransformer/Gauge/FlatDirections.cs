@@ -28,40 +28,52 @@ public static class FlatDirections
 
     /// <summary>
     /// Moves a model to a generic point: every one-dimensional parameter (biases, LayerNorm gains and biases) gets
-    /// N(0, std²) added, so a fresh init's extra null directions (zero biases, unit gains) are gone.
+    /// N(0, std²) added, so a fresh init's extra null directions (zero biases, unit gains) are gone; a matrix with RMS
+    /// under 0.1 (a fresh N(0, 0.02²) init) gets N(0, 0.3²) added, since at that scale the attention is nearly uniform
+    /// and true directions sink to the round-off floor, where no gap separates them from the null ones.
     /// </summary>
-    public static void Genericize(ParamSet p, int seed, double std = 0.2)
+    public static string Genericize(ParamSet p, int seed, double std = 0.2)
     {
         var rng = new Random(seed);
+        int matrices = 0;
         for (int i = 0; i < p.Data.Length; i++)
-            if (p.Shapes[i].Length == 1)
-                for (int j = 0; j < p.Data[i].Length; j++) p.Data[i][j] += std * GroupElements.Gaussian(rng);
+        {
+            double s = p.Shapes[i].Length == 1 ? std : GroupElements.Rms(p.Data[i]) < 0.1 ? 0.3 : 0;
+            if (p.Shapes[i].Length > 1 && s > 0) matrices++;
+            if (s > 0) for (int j = 0; j < p.Data[i].Length; j++) p.Data[i][j] += s * GroupElements.Gaussian(rng);
+        }
+        return $"biases and LayerNorm parameters + N(0, {std}²)" + (matrices > 0 ? $"; {matrices} small-init matrices + N(0, 0.3²)" : "");
     }
 
     /// <summary>
-    /// The exact Jacobian of log p(v | prefix) with respect to all parameters (rows: sampled sequences of full context
-    /// length × every position × every vocabulary entry; columns: parameters in model order). Row (t, v) is one backward
+    /// The exact Jacobian of log p(v | prefix) with respect to all parameters (columns: parameters in model order; rows:
+    /// random sequences of full context length × every position × <paramref name="perPosition"/> distinct random
+    /// vocabulary entries — many different inputs matter more than all V rows of one input). Each row is one backward
     /// pass: with the only target at position t set to v, the cross-entropy backward at scale −1 seeds
     /// dlogits = onehot(v) − softmax, exactly the log-softmax Jacobian's row.
     /// </summary>
-    public static Matrix<double> Jacobian(Gpt2<double> model, int minRows, int seed)
+    public static Matrix<double> Jacobian(Gpt2<double> model, int minRows, int seed, int perPosition = 4)
     {
         var a = GaugeArch.ForGpt2(model.Config);
         int T = a.Positions, V = a.Vocab, P = model.Parameters.Sum(p => p.Value.Length);
-        int sequences = Math.Max(1, (minRows + T * V - 1) / (T * V));
+        int k = Math.Min(V, perPosition);
+        int sequences = Math.Max(1, (minRows + T * k - 1) / (T * k));
         var rng = new Random(seed);
-        var J = Matrix<double>.Build.Dense(sequences * T * V, P);
+        var J = Matrix<double>.Build.Dense(sequences * T * k, P);
         var targets = new int[T];
+        var vocab = Enumerable.Range(0, V).ToArray();
         int row = 0;
         for (int s = 0; s < sequences; s++)
         {
             var ids = new int[T];
             for (int t = 0; t < T; t++) ids[t] = rng.Next(V);
             for (int t = 0; t < T; t++)
-                for (int v = 0; v < V; v++)
+            {
+                rng.Shuffle(vocab);
+                for (int r = 0; r < k; r++)
                 {
                     Array.Fill(targets, -100);
-                    targets[t] = v;
+                    targets[t] = vocab[r];
                     model.Forward(ids, targets, 1, T);
                     foreach (var p in model.Parameters) p.Grad.Clear();
                     model.Backward(-1.0);
@@ -69,11 +81,12 @@ public static class FlatDirections
                     foreach (var p in model.Parameters)
                     {
                         var g = p.Grad.Span;
-                        for (int k = 0; k < g.Length; k++) J[row, col + k] = g[k];
+                        for (int c = 0; c < g.Length; c++) J[row, col + c] = g[c];
                         col += g.Length;
                     }
                     row++;
                 }
+            }
         }
         return J;
     }

@@ -511,11 +511,13 @@ public sealed class ResidualKind : GaugeKind
                 MapRows(orig, work, r, 0, m, add: false);            // new W (finite) or δW (tangent)
                 var bw2 = VecTimes(work, r, b);
                 var diff = tangent ? bw2.Select(x => -x).ToArray() : bw.Select((x, j) => x - bw2[j]).ToArray();
+                if (!r.HasBias && diff.Any(x => x != 0) && bOverG == 0)
+                    throw new InputException($"residual: {ln.Name}'s bias·(1/gain) is 0, so the bias-free {r.Weight} cannot absorb b·W − b·W′ (perturb {ln.Bias} first)");
                 for (int i = 0; i < d; i++)
                     for (int j = 0; j < r.Cols; j++)
                     {
                         double v = work[r.Weight][r.Index(i, j)];
-                        if (!r.HasBias) v += diff[j] / bOverG / g[i];
+                        if (!r.HasBias && bOverG != 0) v += diff[j] / bOverG / g[i];
                         if (tangent) r.Add(dst, i, j, v); else r.Set(dst, i, j, v);
                     }
                 if (r.HasBias) for (int j = 0; j < r.Cols; j++) r.AddBias(dst, j, diff[j]);

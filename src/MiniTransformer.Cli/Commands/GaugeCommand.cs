@@ -1,0 +1,219 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Gauge;
+using MiniTransformer.IO;
+using MiniTransformer.Models;
+
+namespace MiniTransformer.Cli.Commands;
+
+/// <summary>
+/// <c>mt gauge apply|verify|count</c>: exact symmetry transformations of a model's weights, invariance checks, and
+/// flat-direction counts (analytic, and numeric from the exact float64 Jacobian).
+/// </summary>
+static class GaugeCommand
+{
+    static string Kinds => string.Join(",", GaugeKind.All.Select(k => k.Name));
+
+    public static Command Create()
+    {
+        var cmd = new Command("gauge", "Gauge symmetries: apply them to a model, verify invariance, count flat directions.");
+        cmd.Subcommands.Add(Apply());
+        cmd.Subcommands.Add(Verify());
+        cmd.Subcommands.Add(Count());
+        return cmd;
+    }
+
+    static Option<string> ModelOption() => new("--model") { Description = "model directory (config.json + model.safetensors)", Required = true };
+
+    static Command Apply()
+    {
+        var model = ModelOption();
+        var output = new Option<string>("--out") { Description = "output model directory (Hugging Face layout)", Required = true };
+        var kinds = new Option<string>("--kinds") { Description = $"comma-separated kinds, applied in order: {Kinds}", Required = true };
+        var seed = new Option<int>("--seed") { Description = "seed of the random group elements", DefaultValueFactory = _ => 1 };
+        var dtype = new Option<string>("--dtype") { Description = "stored precision of the output: f32 or f64 (transforms are computed in f64)", DefaultValueFactory = _ => "f64" };
+        var cmd = new Command("apply", "Apply random (seeded, well-conditioned) gauge transformations and write the transformed model.");
+        foreach (Option o in new Option[] { model, output, kinds, seed, dtype }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            bool f64 = Common.IsF64(r.GetValue(dtype)!);
+            var ks = GaugeKind.Parse(r.GetValue(kinds));
+            var m = ModelFiles.LoadGpt2(r.GetValue(model)!, CpuBackend<double>.Instance);
+            var a = GaugeArch.For(m);
+            var p0 = ParamSet.From(m.Parameters);
+            var p = p0.Clone();
+            var rng = new Random(r.GetValue(seed));
+            foreach (var k in ks)
+            {
+                if (!k.IsSymmetry(a, p))
+                    throw new InputException($"--kinds {k.Name}: not a symmetry of this model (a tied GPT-2 with an element-wise ln_f gain); see 'mt gauge verify --kinds residual'");
+                k.Apply(a, p, rng);
+            }
+            p.CopyTo(m.Parameters);
+            string dir = r.GetValue(output)!;
+            ModelFiles.Save(m, dir, f64 ? StDType.F64 : StDType.F32);
+            Console.WriteLine($"applied {string.Join(",", ks.Select(k => k.Name))} (seed {r.GetValue(seed)}) to {m.Describe()}: " +
+                $"weights moved by {Common.Fmt(p.Minus(p0).Norm() / p0.Norm(), "E2")} (relative); wrote {dir} ({(f64 ? "F64" : "F32")})");
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command Verify()
+    {
+        var model = ModelOption();
+        var kinds = new Option<string>("--kinds") { Description = $"comma-separated kinds (default: all): {Kinds}" };
+        var dtype = new Option<string>("--dtype") { Description = "evaluation precision: f64 (threshold 1e-12) or f32 (1e-5)", DefaultValueFactory = _ => "f64" };
+        var device = Common.Device();
+        var seed = new Option<int>("--seed") { Description = "seed of the group elements, perturbation and inputs", DefaultValueFactory = _ => 1 };
+        var json = new Option<bool>("--json") { Description = "print JSON instead of a table" };
+        var cmd = new Command("verify", "Apply each kind on fresh random inputs; report the log-probability deviation next to a same-norm random perturbation's.");
+        foreach (Option o in new Option[] { model, kinds, dtype, device, seed, json }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            bool f64 = Common.IsF64(r.GetValue(dtype)!);
+            string dev = r.GetValue(device)!;
+            var ks = GaugeKind.Parse(r.GetValue(kinds));
+            var m = ModelFiles.LoadGpt2(r.GetValue(model)!, CpuBackend<double>.Instance);
+            int s = r.GetValue(seed);
+            var checks = ks.Select(k => f64 ? Invariance.Check(m, k, s, Common.Backend<double>(dev)) : Invariance.Check(m, k, s, Common.Backend<float>(dev))).ToList();
+            double tol = f64 ? 1e-12 : 1e-5;
+            bool ok = checks.All(c => !c.Symmetry || c.MaxRel < tol);
+            if (r.GetValue(json))
+            {
+                var o = new JsonObject();
+                foreach (var c in checks)
+                    o[c.Kind] = new JsonObject
+                    {
+                        ["max_abs"] = J(c.MaxAbs), ["max_rel"] = J(c.MaxRel), ["perturbation_rel"] = J(c.PerturbationRel),
+                        ["symmetry"] = c.Symmetry, ["weight_change_rel"] = J(c.WeightChange),
+                    };
+                Console.WriteLine(new JsonObject { ["kinds"] = o, ["dtype"] = f64 ? "f64" : "f32", ["tolerance"] = tol, ["ok"] = ok }
+                    .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            }
+            else
+            {
+                Console.WriteLine($"{m.Describe()} · {(f64 ? "float64" : "float32")} on the CPU · log-probabilities on 4 random sequences · seed {s}");
+                Console.WriteLine($"{"kind",-10} {"weights moved",13} {"max_abs",10} {"max_rel",10} {"random same-norm",17}  verdict");
+                foreach (var c in checks)
+                {
+                    string verdict = c.Symmetry ? (c.MaxRel < tol ? $"invariant (< {tol:0e0})" : "FAILED") : "not a symmetry here (expected)";
+                    Console.WriteLine($"{c.Kind,-10} {E(c.WeightChange),13} {E(c.MaxAbs),10} {E(c.MaxRel),10} {E(c.PerturbationRel),17}  {verdict}");
+                }
+            }
+            return ok ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    static JsonNode? J(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+
+    static string E(double v) => v.ToString("0.0E+00", CultureInfo.InvariantCulture);
+
+    static Command Count()
+    {
+        var model = new Option<string>("--model") { Description = "model directory (config.json is enough without --numeric) or a config.json", Required = true };
+        var numeric = new Option<bool>("--numeric") { Description = "also the rank deficiency of the exact float64 Jacobian (models up to 5000 parameters)" };
+        var json = new Option<bool>("--json") { Description = "print JSON" };
+        var seed = new Option<int>("--seed") { Description = "seed of the generic-point perturbation and the input sequences", DefaultValueFactory = _ => 1 };
+        var spectrum = new Option<string>("--spectrum") { Description = "where --numeric writes the singular-value plot", DefaultValueFactory = _ => "spectrum.png" };
+        var rows = new Option<double>("--rows-per-parameter") { Description = "Jacobian rows per parameter", DefaultValueFactory = _ => 3.0 };
+        var cmd = new Command("count", "Count flat directions: analytic per kind; with --numeric, from the exact Jacobian's singular values.");
+        foreach (Option o in new Option[] { model, numeric, json, seed, spectrum, rows }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            string path = r.GetValue(model)!;
+            bool num = r.GetValue(numeric);
+            Gpt2Config config;
+            Gpt2<double>? m = null;
+            if (num)
+            {
+                m = ModelFiles.LoadGpt2(path, CpuBackend<double>.Instance);
+                config = m.Config;
+            }
+            else
+            {
+                string cfg = Directory.Exists(path) ? Path.Combine(path, ModelFiles.ConfigFile) : path;
+                if (!File.Exists(cfg)) throw new InputException($"{path}: no {ModelFiles.ConfigFile}");
+                config = Gpt2Config.FromJson(File.ReadAllText(cfg), cfg);
+            }
+            var a = GaugeArch.ForGpt2(config);
+            long parameters = config.ParameterCount;
+            var an = FlatDirections.Analytic(a, (int)Math.Min(parameters, int.MaxValue));
+            NumericCount? n = null;
+            string generic = "";
+            if (m is not null)
+            {
+                if (parameters > 5000)
+                    throw new InputException($"--numeric: the model has {parameters} parameters; the exact Jacobian is for tiny models (at most 5000)");
+                var p = ParamSet.From(m.Parameters);
+                generic = FlatDirections.Genericize(p, r.GetValue(seed));
+                p.CopyTo(m.Parameters);
+                n = FlatDirections.Numeric(m, r.GetValue(seed), r.GetValue(rows));
+                Plot(n, r.GetValue(spectrum)!, m.Describe());
+            }
+            if (r.GetValue(json))
+            {
+                var by = new JsonObject();
+                foreach (var (k, v) in an.ByKind) by[k] = v;
+                var o = new JsonObject
+                {
+                    ["parameters"] = parameters, ["analytic"] = an.Analytic, ["numeric"] = n?.Null, ["near_flat"] = an.NearFlat,
+                    ["unused"] = an.Unused, ["by_kind"] = by,
+                };
+                if (n is not null)
+                {
+                    o["generic_point"] = generic;
+                    o["jacobian_rows"] = n.Rows;
+                    o["rank"] = n.Rank;
+                    o["gap_ratio"] = n.GapRatio;
+                    o["generators_in_null_space_max_ratio"] = n.Generators.Max(g => g.WorstRatio);
+                    o["generators_rank"] = n.TangentRank;
+                    o["near_flat_ratio"] = n.NearFlatRatio;
+                }
+                Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                return 0;
+            }
+            Console.WriteLine($"GPT-2 L={config.NLayer} H={config.NHead} d={config.NEmbd} MLP={config.Ffn} V={config.VocabSize} ctx={config.NPositions} ε={config.LayerNormEpsilon}{(config.TieWordEmbeddings ? " tied" : " untied")}: {parameters:N0} parameters");
+            Console.WriteLine($"{"kind",-10} {"flat",8}{(n is null ? "" : $" {"generators",11} {"rank added",10} {"max ‖J·t‖/(σ₁‖t‖)",19}")}");
+            foreach (var k in GaugeKind.All)
+            {
+                var g = n?.Generators.First(x => x.Kind == k.Name);
+                Console.WriteLine($"{k.Name,-10} {an.ByKind[k.Name],8}" + (g is null ? "" : $" {g.Generators,11} {g.Rank,10} {(g.Generators == 0 ? "-" : E(g.WorstRatio)),19}"));
+            }
+            Console.WriteLine($"analytic: {an.Analytic:N0} flat of {parameters:N0}; near-flat {an.NearFlat} (the residual stream's scale, exact only at ε = 0); unused {an.Unused}");
+            if (n is not null)
+            {
+                Console.WriteLine($"generic point (seed {r.GetValue(seed)}): {generic}");
+                Console.WriteLine($"numeric:  {n.Null} flat (Jacobian of the log-softmax outputs, {n.Rows}×{n.Parameters}, float64: rank {n.Rank}, cut at the largest gap σ{n.Rank}/σ{n.Rank + 1} = {E(n.GapRatio)})");
+                Console.WriteLine($"generators: {n.Generators.Sum(g => g.Generators)} tangent vectors span {n.TangentRank} dimensions, all in the null space (max ratio {E(n.Generators.Max(g => g.WorstRatio))}); near-flat scale direction: ratio {E(n.NearFlatRatio)}");
+                Console.WriteLine($"{(n.Null == an.Analytic && n.TangentRank == an.Analytic ? "analytic = numeric" : "MISMATCH: analytic ≠ numeric")}; wrote {r.GetValue(spectrum)}");
+            }
+            return n is null || (n.Null == an.Analytic && n.TangentRank == an.Analytic) ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    static void Plot(NumericCount n, string path, string title)
+    {
+        var plt = new ScottPlot.Plot();
+        double smax = n.Singular[0];
+        var xs = Enumerable.Range(1, n.Singular.Length).Select(i => (double)i).ToArray();
+        var ys = n.Singular.Select(s => Math.Log10(Math.Max(s / smax, 1e-20))).ToArray();
+        var sc = plt.Add.Scatter(xs, ys);
+        sc.LineWidth = 0;
+        sc.MarkerSize = 4;
+        var cut = plt.Add.VerticalLine(n.Rank + 0.5);
+        cut.LegendText = $"cut: rank {n.Rank}, {n.Null} flat (gap ×{n.GapRatio:0.0E+0})";
+        plt.Title($"Jacobian singular values · {title}");
+        plt.XLabel("index i");
+        plt.YLabel("log10 σ_i / σ_1");
+        plt.ShowLegend();
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        plt.SavePng(path, 900, 540);
+    }
+}
