@@ -41,7 +41,7 @@ public sealed class MlmSource : IDataSource
 
     public string Describe() =>
         $"{inner.Spec} as BERT masked-LM rows ([CLS] … [SEP]; 15 % of tokens chosen: 80 % [MASK], 10 % random, 10 % kept); " +
-        $"val accuracy = accuracy on the chosen tokens (chance ≈ {100 * ChanceAccuracy:F0} %)";
+        $"val accuracy = accuracy on the chosen tokens (chance ≈ {(100 * ChanceAccuracy).ToString("G2", System.Globalization.CultureInfo.InvariantCulture)} %)";
 
     public IReadOnlyList<string> SamplePrompts(int count) => inner.SamplePrompts(count);
 
