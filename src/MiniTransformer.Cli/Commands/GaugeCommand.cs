@@ -92,7 +92,7 @@ static class GaugeCommand
                         ["symmetry"] = c.Symmetry, ["weight_change_rel"] = J(c.WeightChange),
                     };
                 Console.WriteLine(new JsonObject { ["kinds"] = o, ["dtype"] = f64 ? "f64" : "f32", ["tolerance"] = tol, ["ok"] = ok }
-                    .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                    .ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
             }
             else
             {
@@ -174,7 +174,7 @@ static class GaugeCommand
                     o["generators_rank"] = n.TangentRank;
                     o["near_flat_ratio"] = n.NearFlatRatio;
                 }
-                Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
                 return 0;
             }
             Console.WriteLine($"GPT-2 L={config.NLayer} H={config.NHead} d={config.NEmbd} MLP={config.Ffn} V={config.VocabSize} ctx={config.NPositions} ε={config.LayerNormEpsilon}{(config.TieWordEmbeddings ? " tied" : " untied")}: {parameters:N0} parameters");
