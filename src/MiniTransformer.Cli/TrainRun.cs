@@ -106,6 +106,8 @@ static class TrainRun
             foreach (var (p, s) in sampled) table.AddRow(Markup.Escape(Show(p)), Markup.Escape(Show(s)));
             AnsiConsole.Write(table);
         }
+        if (data is MlmSource m)
+            AnsiConsole.MarkupLine($"  masked-token accuracy {Fmt(100 * last.ValAccuracy, "F1")} % · chance {Fmt(100 * m.ChanceAccuracy, "F1")} % · always the most frequent masked token {Fmt(100 * m.MajorityAccuracy(config.EvalBatches, config.Batch, config.Seq), "F1")} %");
         AnsiConsole.MarkupLine($"  median step {Fmt(median, "F1")} ms · {Fmt(tps, "F0")} tokens/s");
         AnsiConsole.MarkupLine($"  wrote {Markup.Escape(outDir)}/ (checkpoint/, metrics.jsonl, manifest.json, loss.png, report.md)");
         return result;
@@ -171,6 +173,8 @@ static class TrainRun
         sb.AppendLine(CultureInfo.InvariantCulture, $"| final train loss | {Fmt(r.TrainLoss)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| final val loss | {Fmt(r.ValLoss)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| final val accuracy | {Fmt(100 * r.ValAccuracy, "F2")} % |");
+        if (data is MlmSource m)
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| baselines (masked tokens) | chance {Fmt(100 * m.ChanceAccuracy, "F2")} %, always the most frequent {Fmt(100 * m.MajorityAccuracy(config.EvalBatches, config.Batch, config.Seq), "F2")} % |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| median step time | {Fmt(r.MedianStepMs, "F1")} ms ({Fmt(r.TokensPerSecond, "F0")} tokens/s) |");
         sb.AppendLine("\n![loss](loss.png)\n");
         if (r.Samples.Count > 0)

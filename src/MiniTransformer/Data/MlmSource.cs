@@ -45,6 +45,25 @@ public sealed class MlmSource : IDataSource
 
     public IReadOnlyList<string> SamplePrompts(int count) => inner.SamplePrompts(count);
 
+    /// <summary>
+    /// A stronger baseline than chance: the val accuracy of always answering the most frequent chosen token, over the
+    /// same batches an evaluation uses (the first <paramref name="batches"/> val batches of B×T).
+    /// </summary>
+    public double MajorityAccuracy(int batches, int B, int T)
+    {
+        var counts = new Dictionary<int, long>();
+        var inputs = new int[B * T];
+        var targets = new int[B * T];
+        long total = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            GetBatch(Split.Val, i, B, T, inputs, targets);
+            foreach (int t in targets)
+                if (t != DataSources.Ignore) { counts[t] = counts.GetValueOrDefault(t) + 1; total++; }
+        }
+        return total == 0 ? double.NaN : (double)counts.Values.Max() / total;
+    }
+
     public void GetBatch(Split split, long index, int batch, int seq, Span<int> inputs, Span<int> targets)
     {
         DataSources.CheckBatchArgs(index, batch, seq, inputs, targets);
