@@ -234,9 +234,13 @@ static class BenchCommand
         }
         double Time(Action body)
         {
-            body(); body();
+            // Warm up until the JIT has promoted the kernels to optimised code (tiering needs ~30 calls, and waits
+            // while start-up code is still being compiled): at least two calls and half a second.
+            var warm = Stopwatch.StartNew();
+            for (int i = 0; i < 2 || (i < 5000 && warm.Elapsed.TotalSeconds < 0.5); i++) body();
             var ts = new List<double>();
-            for (int i = 0; i < reps; i++)
+            var timed = Stopwatch.StartNew();
+            for (int i = 0; i < reps || (i < 1000 && timed.Elapsed.TotalSeconds < 0.2); i++)
             {
                 long t0 = Stopwatch.GetTimestamp();
                 body();

@@ -140,7 +140,7 @@ public sealed partial class CpuBackend<F>
         Tensor<F> gamma, Tensor<F> beta, int N, int C, double eps)
     {
         F tc = F.CreateTruncating(C), te = Cast(eps);
-        Parallelism.For(N, Math.Max(1, 4096 / Math.Max(C, 1)), (lo, hi) =>
+        Parallelism.For(N, RowGrain(C), (lo, hi) =>
         {
             for (int n = lo; n < hi; n++)
             {

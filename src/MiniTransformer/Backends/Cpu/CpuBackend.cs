@@ -21,6 +21,15 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
     // Columns per chunk when a reduction over rows is split by column (a multiple of the widest vector).
     const int ColumnGrain = 64;
 
+    // Memory-light maps (layernorm, residual, bias) below this many elements run on the calling thread: handing
+    // 200k elements to a second core costs more than the sweep itself, and far more when the machine is busy.
+    const int LightElements = 1 << 17;
+
+    static int RowGrain(int C) => Math.Max(1, LightElements / Math.Max(C, 1));
+
+    /// <summary>Column-chunk grain for a reduction over N rows of width C: one chunk when the whole job is light.</summary>
+    static int ColumnGrainFor(int N, int C) => (long)N * C < LightElements ? Math.Max(C, 1) : ColumnGrain;
+
     // ================= embedding =================
 
     public void EmbeddingForward(Tensor<F> x, ReadOnlySpan<int> ids, ReadOnlySpan<int> types,
@@ -66,7 +75,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
         Tensor<F> gamma, Tensor<F> beta, int N, int C, double eps)
     {
         F tc = F.CreateTruncating(C), te = Cast(eps);
-        Parallelism.For(N, Math.Max(1, 4096 / Math.Max(C, 1)), (lo, hi) =>
+        Parallelism.For(N, RowGrain(C), (lo, hi) =>
         {
             for (int n = lo; n < hi; n++)
             {
@@ -82,7 +91,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
     {
         F tc = F.CreateTruncating(C);
         // dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), with dx̂ = dy·γ, x̂ = (x − μ)·rstd. Two sweeps per row, no buffers.
-        Parallelism.For(N, Math.Max(1, 2048 / Math.Max(C, 1)), (lo, hi) =>
+        Parallelism.For(N, RowGrain(C), (lo, hi) =>
         {
             var g = gamma.Data.AsSpan(0, C);
             for (int n = lo; n < hi; n++)
@@ -128,7 +137,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
             }
         });
         // dγ += Σ_n dy·x̂, dβ += Σ_n dy — split by column, rows summed in order.
-        Parallelism.For(C, ColumnGrain, (c0, c1) =>
+        Parallelism.For(C, ColumnGrainFor(N, C), (c0, c1) =>
         {
             int w = c1 - c0;
             var dG = dGamma.Data.AsSpan(c0, w);
@@ -166,7 +175,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
         bool transB = layout == WeightLayout.OutIn;
         Gemm.Multiply<F>(false, transB, N, M, K, x.Data, K, w.Data, transB ? K : M, y.Data, M, accumulate: false);
         if (b is not null)
-            Parallelism.For(N, Math.Max(1, 8192 / Math.Max(M, 1)), (lo, hi) =>
+            Parallelism.For(N, RowGrain(M), (lo, hi) =>
             {
                 for (int n = lo; n < hi; n++)
                 {
@@ -196,7 +205,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
 
     /// <summary>acc[j] += Σ_n a[n, j], split by column so each sum runs over rows in order.</summary>
     static void ColumnSums(Tensor<F> acc, Tensor<F> a, int N, int M) =>
-        Parallelism.For(M, ColumnGrain, (c0, c1) =>
+        Parallelism.For(M, ColumnGrainFor(N, M), (c0, c1) =>
         {
             var dst = acc.Data.AsSpan(c0, c1 - c0);
             for (int n = 0; n < N; n++)
@@ -354,11 +363,11 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
     // ================= residual =================
 
     public void ResidualForward(Tensor<F> y, Tensor<F> a, Tensor<F> b, int n) =>
-        Parallelism.For(n, ElementGrain, (lo, hi) =>
+        Parallelism.For(n, LightElements, (lo, hi) =>
             TensorPrimitives.Add(a.Data.AsSpan(lo, hi - lo), b.Data.AsSpan(lo, hi - lo), y.Data.AsSpan(lo, hi - lo)));
 
     public void ResidualBackward(Tensor<F> da, Tensor<F> db, Tensor<F> dy, int n) =>
-        Parallelism.For(n, ElementGrain, (lo, hi) =>
+        Parallelism.For(n, LightElements, (lo, hi) =>
         {
             var g = dy.Data.AsSpan(lo, hi - lo);
             var a = da.Data.AsSpan(lo, hi - lo);
