@@ -179,7 +179,10 @@ static class BenchCommand
         var rng = new Random(1);
         var a = new T[n * n]; var b = new T[n * n]; var c = new T[n * n];
         for (int i = 0; i < a.Length; i++) { a[i] = T.CreateTruncating(rng.NextDouble() - 0.5); b[i] = T.CreateTruncating(rng.NextDouble() - 0.5); }
-        Gemm.Multiply<T>(false, false, n, n, n, a, n, b, n, c, n, accumulate: false);   // warm-up
+        // Warm-up: at least one call and half a second, so the JIT has promoted the packing loops to optimised code.
+        var warm = Stopwatch.StartNew();
+        do Gemm.Multiply<T>(false, false, n, n, n, a, n, b, n, c, n, accumulate: false);
+        while (warm.Elapsed.TotalSeconds < 0.5);
         var times = new List<double>();
         for (int i = 0; i < reps; i++)
         {
