@@ -41,8 +41,10 @@ static class GaugeCommand
         {
             bool f64 = Common.IsF64(r.GetValue(dtype)!);
             var ks = GaugeKind.Parse(r.GetValue(kinds));
-            var m = ModelFiles.LoadGpt2(r.GetValue(model)!, CpuBackend<double>.Instance);
+            var m = ModelFiles.Load(r.GetValue(model)!, CpuBackend<double>.Instance);
             var a = GaugeArch.For(m);
+            foreach (var k in ks)
+                if (!k.Applies(a)) throw new InputException($"--kinds {k.Name}: does not exist in a {(a.PreLn ? "pre-LN" : "post-LN")} {a.Arch} model");
             var p0 = ParamSet.From(m.Parameters);
             var p = p0.Clone();
             var rng = new Random(r.GetValue(seed));
@@ -76,8 +78,13 @@ static class GaugeCommand
         {
             bool f64 = Common.IsF64(r.GetValue(dtype)!);
             string dev = r.GetValue(device)!;
-            var ks = GaugeKind.Parse(r.GetValue(kinds));
-            var m = ModelFiles.LoadGpt2(r.GetValue(model)!, CpuBackend<double>.Instance);
+            var m = ModelFiles.Load(r.GetValue(model)!, CpuBackend<double>.Instance);
+            var a = GaugeArch.For(m);
+            string? list = r.GetValue(kinds);
+            var ks = GaugeKind.Parse(list);
+            if (string.IsNullOrWhiteSpace(list) || list == "all") ks = [.. ks.Where(k => k.Applies(a))];
+            else foreach (var k in ks)
+                    if (!k.Applies(a)) throw new InputException($"--kinds {k.Name}: does not exist in a {(a.PreLn ? "pre-LN" : "post-LN")} {a.Arch} model");
             int s = r.GetValue(seed);
             var checks = ks.Select(k => f64 ? Invariance.Check(m, k, s, Common.Backend<double>(dev)) : Invariance.Check(m, k, s, Common.Backend<float>(dev))).ToList();
             double tol = f64 ? 1e-12 : 1e-5;
@@ -121,27 +128,27 @@ static class GaugeCommand
         var seed = new Option<int>("--seed") { Description = "seed of the generic-point perturbation and the input sequences", DefaultValueFactory = _ => 1 };
         var spectrum = new Option<string>("--spectrum") { Description = "where --numeric writes the singular-value plot", DefaultValueFactory = _ => "spectrum.png" };
         var rows = new Option<double>("--rows-per-parameter") { Description = "Jacobian rows per parameter", DefaultValueFactory = _ => 3.0 };
+        var pooler = new Option<bool>("--pooler") { Description = "bert, from a bare config.json: count a pooler (reported as unused; a model directory's weights say it themselves)" };
         var cmd = new Command("count", "Count flat directions: analytic per kind; with --numeric, from the exact Jacobian's singular values.");
-        foreach (Option o in new Option[] { model, numeric, json, seed, spectrum, rows }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { model, numeric, json, seed, spectrum, rows, pooler }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             string path = r.GetValue(model)!;
             bool num = r.GetValue(numeric);
-            Gpt2Config config;
-            Gpt2<double>? m = null;
+            ILanguageModel<double>? m = null;
+            GaugeArch a;
+            long parameters;
+            string header;
             if (num)
             {
-                m = ModelFiles.LoadGpt2(path, CpuBackend<double>.Instance);
-                config = m.Config;
+                m = ModelFiles.Load(path, CpuBackend<double>.Instance);
+                a = GaugeArch.For(m);
+                parameters = m.Parameters.Sum(p => (long)p.Value.Length);
             }
-            else
-            {
-                string cfg = Directory.Exists(path) ? Path.Combine(path, ModelFiles.ConfigFile) : path;
-                if (!File.Exists(cfg)) throw new InputException($"{path}: no {ModelFiles.ConfigFile}");
-                config = Gpt2Config.FromJson(File.ReadAllText(cfg), cfg);
-            }
-            var a = GaugeArch.ForGpt2(config);
-            long parameters = config.ParameterCount;
+            else (a, parameters) = FromConfig(path, r.GetValue(pooler));
+            header = a.Arch == "bert"
+                ? $"BERT L={a.Layers} H={a.Heads} d={a.D} MLP={a.Ffn} V={a.Vocab} ctx={a.Positions} types={a.Types} ε={a.Eps}{(a.Tied ? " tied" : " untied")}{(a.UnusedCount > 0 ? " +pooler" : "")}: {parameters:N0} parameters"
+                : $"GPT-2 L={a.Layers} H={a.Heads} d={a.D} MLP={a.Ffn} V={a.Vocab} ctx={a.Positions} ε={a.Eps}{(a.Tied ? " tied" : " untied")}: {parameters:N0} parameters";
             var an = FlatDirections.Analytic(a, (int)Math.Min(parameters, int.MaxValue));
             NumericCount? n = null;
             string generic = "";
@@ -177,24 +184,47 @@ static class GaugeCommand
                 Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
                 return 0;
             }
-            Console.WriteLine($"GPT-2 L={config.NLayer} H={config.NHead} d={config.NEmbd} MLP={config.Ffn} V={config.VocabSize} ctx={config.NPositions} ε={config.LayerNormEpsilon}{(config.TieWordEmbeddings ? " tied" : " untied")}: {parameters:N0} parameters");
+            Console.WriteLine(header);
             Console.WriteLine($"{"kind",-10} {"flat",8}{(n is null ? "" : $" {"generators",11} {"rank added",10} {"max ‖J·t‖/(σ₁‖t‖)",19}")}");
-            foreach (var k in GaugeKind.All)
+            foreach (var k in GaugeKind.All.Where(k => k.Applies(a) || an.ByKind[k.Name] > 0))
             {
                 var g = n?.Generators.First(x => x.Kind == k.Name);
                 Console.WriteLine($"{k.Name,-10} {an.ByKind[k.Name],8}" + (g is null ? "" : $" {g.Generators,11} {g.Rank,10} {(g.Generators == 0 ? "-" : E(g.WorstRatio)),19}"));
             }
-            Console.WriteLine($"analytic: {an.Analytic:N0} flat of {parameters:N0}; near-flat {an.NearFlat} (the residual stream's scale, exact only at ε = 0); unused {an.Unused}");
+            string nearWhat = a.PreLn ? "the residual stream's scale" : "embedding and post-LN scales";
+            Console.WriteLine($"analytic: {an.Analytic:N0} flat of {parameters - an.Unused:N0} parameters reaching the logits; near-flat {an.NearFlat} ({nearWhat}, exact only at ε = 0); unused {an.Unused:N0}{(an.Unused > 0 ? " (pooler: never reaches the MLM logits)" : "")}");
             if (n is not null)
             {
                 Console.WriteLine($"generic point (seed {r.GetValue(seed)}): {generic}");
                 Console.WriteLine($"numeric:  {n.Null} flat (Jacobian of the log-softmax outputs, {n.Rows}×{n.Parameters}, float64: rank {n.Rank}, cut at the largest gap σ{n.Rank}/σ{n.Rank + 1} = {E(n.GapRatio)})");
-                Console.WriteLine($"generators: {n.Generators.Sum(g => g.Generators)} tangent vectors span {n.TangentRank} dimensions, all in the null space (max ratio {E(n.Generators.Max(g => g.WorstRatio))}); near-flat scale direction: ratio {E(n.NearFlatRatio)}");
+                Console.WriteLine($"generators: {n.Generators.Sum(g => g.Generators)} tangent vectors span {n.TangentRank} dimensions, all in the null space (max ratio {E(n.Generators.Max(g => g.WorstRatio))}); near-flat directions: largest ratio {E(n.NearFlatRatio)}");
                 Console.WriteLine($"{(n.Null == an.Analytic && n.TangentRank == an.Analytic ? "analytic = numeric" : "MISMATCH: analytic ≠ numeric")}; wrote {r.GetValue(spectrum)}");
             }
             return n is null || (n.Null == an.Analytic && n.TangentRank == an.Analytic) ? 0 : 1;
         });
         return cmd;
+    }
+
+    /// <summary>The architecture from config.json alone (a directory or the file); BERT's pooler from the weights' names when present.</summary>
+    static (GaugeArch, long) FromConfig(string path, bool pooler)
+    {
+        string cfg = Directory.Exists(path) ? Path.Combine(path, ModelFiles.ConfigFile) : path;
+        if (!File.Exists(cfg)) throw new InputException($"{path}: no {ModelFiles.ConfigFile}");
+        string text = File.ReadAllText(cfg);
+        string? type = null;
+        try { type = JsonNode.Parse(text)?["model_type"]?.GetValue<string>(); } catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException) { }
+        if (type == "bert")
+        {
+            var c = BertConfig.FromJson(text, cfg);
+            string weights = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(cfg))!, ModelFiles.WeightsFile);
+            if (!pooler && File.Exists(weights))
+                pooler = SafeTensors.Read(weights).Tensors.Any(t => ModelFiles.BertCanonicalName(t.Name).StartsWith("bert.pooler.", StringComparison.Ordinal));
+            c = c with { Pooler = pooler };
+            return (GaugeArch.ForBert(c), c.ParameterCount);
+        }
+        if (pooler) throw new InputException("--pooler: only BERT has a pooler");
+        var g = Gpt2Config.FromJson(text, cfg);
+        return (GaugeArch.ForGpt2(g), g.ParameterCount);
     }
 
     static void Plot(NumericCount n, string path, string title)

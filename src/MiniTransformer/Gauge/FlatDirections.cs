@@ -22,8 +22,9 @@ public static class FlatDirections
     public static AnalyticCount Analytic(GaugeArch a, int parameters)
     {
         var by = GaugeKind.All.ToDictionary(k => k.Name, k => k.Count(a));
-        // Near-flat (exact only at ε = 0): the global scale of the residual stream (GPT-2: 1).
-        return new AnalyticCount(parameters, by.Values.Sum(), by, a.PreLn ? 1 : 0, 0);
+        // Near-flat (exact only at ε = 0): GPT-2 the global scale of the residual stream (1); BERT the scale of the
+        // embeddings and of every post-LN LayerNorm's output that the next LayerNorm renormalises (2L + 1).
+        return new AnalyticCount(parameters, by.Values.Sum(), by, a.PreLn ? 1 : 1 + a.PostLns.Length, (int)Math.Min(a.UnusedCount, int.MaxValue));
     }
 
     /// <summary>
@@ -46,16 +47,18 @@ public static class FlatDirections
     }
 
     /// <summary>
-    /// The exact Jacobian of log p(v | prefix) with respect to all parameters (columns: parameters in model order; rows:
-    /// random sequences of full context length × every position × <paramref name="perPosition"/> distinct random
-    /// vocabulary entries — many different inputs matter more than all V rows of one input). Each row is one backward
-    /// pass: with the only target at position t set to v, the cross-entropy backward at scale −1 seeds
-    /// dlogits = onehot(v) − softmax, exactly the log-softmax Jacobian's row.
+    /// The exact Jacobian of log p(v | input) with respect to every parameter that reaches the logits (columns: parameters in
+    /// model order, <see cref="GaugeArch.Unused"/> left out; rows: random sequences of full context length (BERT: random
+    /// token types too) × every position × <paramref name="perPosition"/> distinct random vocabulary entries — many
+    /// different inputs matter more than all V rows of one input). Each row is one backward pass: with the only target at
+    /// position t set to v, the cross-entropy backward at scale −1 seeds dlogits = onehot(v) − softmax, exactly the
+    /// log-softmax Jacobian's row.
     /// </summary>
-    public static Matrix<double> Jacobian(Gpt2<double> model, int minRows, int seed, int perPosition = 4)
+    public static Matrix<double> Jacobian(ILanguageModel<double> model, int minRows, int seed, int perPosition = 4)
     {
-        var a = GaugeArch.ForGpt2(model.Config);
-        int T = a.Positions, V = a.Vocab, P = model.Parameters.Sum(p => p.Value.Length);
+        var a = GaugeArch.For(model);
+        var used = model.Parameters.Where(p => !a.Unused.Contains(p.Name)).ToList();
+        int T = a.Positions, V = a.Vocab, P = used.Sum(p => p.Value.Length);
         int k = Math.Min(V, perPosition);
         int sequences = Math.Max(1, (minRows + T * k - 1) / (T * k));
         var rng = new Random(seed);
@@ -67,6 +70,8 @@ public static class FlatDirections
         {
             var ids = new int[T];
             for (int t = 0; t < T; t++) ids[t] = rng.Next(V);
+            int[]? types = null;
+            if (a.HasTypes) { types = new int[T]; for (int t = 0; t < T; t++) types[t] = (s + t) % a.Types == 0 ? 0 : rng.Next(a.Types); }
             for (int t = 0; t < T; t++)
             {
                 rng.Shuffle(vocab);
@@ -74,11 +79,11 @@ public static class FlatDirections
                 {
                     Array.Fill(targets, -100);
                     targets[t] = vocab[r];
-                    model.Forward(ids, targets, 1, T);
+                    GaugeArch.Forward(model, ids, targets, 1, T, types, null);
                     foreach (var p in model.Parameters) p.Grad.Clear();
                     model.Backward(-1.0);
                     int col = 0;
-                    foreach (var p in model.Parameters)
+                    foreach (var p in used)
                     {
                         var g = p.Grad.Span;
                         for (int c = 0; c < g.Length; c++) J[row, col + c] = g[c];
@@ -89,6 +94,15 @@ public static class FlatDirections
             }
         }
         return J;
+    }
+
+    /// <summary>A tangent vector flattened over the parameters that reach the logits (the Jacobian's columns).</summary>
+    public static double[] FlattenUsed(GaugeArch a, ParamSet t)
+    {
+        if (a.Unused.Length == 0) return t.Flatten();
+        var v = new List<double>(t.Count);
+        for (int i = 0; i < t.Names.Length; i++) if (!a.Unused.Contains(t.Names[i])) v.AddRange(t.Data[i]);
+        return [.. v];
     }
 
     /// <summary>
@@ -111,11 +125,11 @@ public static class FlatDirections
         [.. m.Svd(computeVectors: false).S.Take(Math.Min(m.RowCount, m.ColumnCount)).OrderByDescending(x => x)];
 
     /// <summary>Full numeric count at the model's current parameters (call <see cref="Genericize"/> first for a fresh init).</summary>
-    public static NumericCount Numeric(Gpt2<double> model, int seed, double rowsPerParameter = 3)
+    public static NumericCount Numeric(ILanguageModel<double> model, int seed, double rowsPerParameter = 3)
     {
-        var a = GaugeArch.ForGpt2(model.Config);
+        var a = GaugeArch.For(model);
         var p = ParamSet.From(model.Parameters);
-        int P = p.Count;
+        int P = p.Count - (int)a.UnusedCount;
         var J = Jacobian(model, (int)Math.Ceiling(rowsPerParameter * P), seed);
         var s = SingularValues(J);
         var (rank, ratio) = LargestGap(s);
@@ -126,7 +140,7 @@ public static class FlatDirections
         int tangentRank = 0;
         foreach (var kind in GaugeKind.All)
         {
-            var ts = kind.Tangents(a, p).Select(t => t.Flatten()).ToList();
+            var ts = kind.Tangents(a, p).Select(t => FlattenUsed(a, t)).ToList();
             all.AddRange(ts);
             double worst = 0;
             foreach (var t in ts) worst = Math.Max(worst, Ratio(J, t, smax));
@@ -135,7 +149,7 @@ public static class FlatDirections
             checks.Add(new GeneratorCheck(kind.Name, ts.Count, r - tangentRank, worst));
             tangentRank = r;
         }
-        double nearFlat = Ratio(J, ScaleTangent(a, p).Flatten(), smax);
+        double nearFlat = NearFlatTangents(a, p).Max(t => Ratio(J, FlattenUsed(a, t), smax));
         return new NumericCount(J.RowCount, P, s, rank, P - rank, ratio, checks, tangentRank, nearFlat);
     }
 
@@ -152,6 +166,33 @@ public static class FlatDirections
         var s = SingularValues(m.ColumnCount > m.RowCount ? m.Transpose() : m);
         if (s.Length == 1 || s[^1] > 1e-10 * s[0]) return s.Length;   // full rank: no gap to cut
         return LargestGap(s).Rank;
+    }
+
+    /// <summary>
+    /// The near-flat directions (exact only at ε = 0). GPT-2: <see cref="ScaleTangent"/>. BERT (2L + 1): the embeddings
+    /// scaled by λ (LN_emb renormalises; tied: the head LayerNorm's gain and bias take 1/λ), and for each LayerNorm feeding a
+    /// sublayer and the skip path, its gain and bias scaled by λ, the sublayer's input weights by 1/λ and its output map
+    /// (weights and bias) by λ, so the next LayerNorm sees its input scaled by λ.
+    /// </summary>
+    public static IReadOnlyList<ParamSet> NearFlatTangents(GaugeArch a, ParamSet p)
+    {
+        if (a.PreLn) return [ScaleTangent(a, p)];
+        var list = new List<ParamSet>();
+        var t = p.ZerosLike();
+        void Copy(ParamSet dst, string name, double x) { var src = p[name]; var d = dst[name]; for (int i = 0; i < src.Length; i++) d[i] += x * src[i]; }
+        Copy(t, a.TokenEmbedding, 1); Copy(t, a.PositionEmbedding, 1);
+        if (a.TypeEmbedding is not null) Copy(t, a.TypeEmbedding, 1);
+        if (a.Tied) { Copy(t, a.FinalLnGain, -1); Copy(t, a.FinalLnBias, -1); }
+        list.Add(t);
+        foreach (var ln in a.PostLns)
+        {
+            t = p.ZerosLike();
+            Copy(t, ln.Gain, 1); Copy(t, ln.Bias, 1);
+            foreach (var r in ln.Readers) for (int i = 0; i < r.In; i++) for (int j = 0; j < r.Cols; j++) r.Add(t, i, j, -r.Get(p, i, j));
+            Copy(t, ln.Writer.Weight, 1); Copy(t, ln.Writer.Bias!, 1);
+            list.Add(t);
+        }
+        return list;
     }
 
     /// <summary>

@@ -24,13 +24,29 @@ public static class Invariance
         return (ids, B, T);
     }
 
+    /// <summary>
+    /// BERT's extra inputs for the same batch: random token types (row 0 all type 0, so every type and the default occur)
+    /// and an attention mask padding the last key of row 1 (the invariances hold with padding too); null for GPT-2.
+    /// </summary>
+    public static (int[]? Types, int[]? Mask) RandomExtras(GaugeArch a, int seed, int B, int T)
+    {
+        if (!a.HasTypes) return (null, null);
+        var rng = new Random(seed + 7919);
+        var types = new int[B * T];
+        for (int b = 1; b < B; b++) for (int t = 0; t < T; t++) types[b * T + t] = rng.Next(a.Types);
+        var mask = Enumerable.Repeat(1, B * T).ToArray();
+        if (B > 1 && T > 1) mask[T + T - 1] = 0;
+        return (types, mask);
+    }
+
     /// <summary>Log-softmax of the logits of <paramref name="p"/> on the inputs, evaluated in precision F.</summary>
-    public static double[] LogProbs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T)
+    public static double[] LogProbs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T,
+        int[]? types = null, int[]? mask = null)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
         var m = a.Create(like, ops);
         p.CopyTo(m.Parameters);
-        m.Forward(ids, null, B, T);
+        GaugeArch.Forward(m, ids, null, B, T, types, mask);
         var logits = m.Logits.Span;
         int V = a.Vocab;
         var y = new double[B * T * V];
@@ -82,9 +98,10 @@ public static class Invariance
         var delta = p1.Minus(p0);
         var p2 = SameNormPerturbation(p0, delta, new Random(seed + 1));
         var (ids, B, T) = RandomInputs(a, seed + 2);
-        var y0 = LogProbs(model, a, p0, ops, ids, B, T);
-        var (abs, rel) = Deviation(y0, LogProbs(model, a, p1, ops, ids, B, T));
-        var (_, prel) = Deviation(y0, LogProbs(model, a, p2, ops, ids, B, T));
+        var (types, mask) = RandomExtras(a, seed + 2, B, T);
+        var y0 = LogProbs(model, a, p0, ops, ids, B, T, types, mask);
+        var (abs, rel) = Deviation(y0, LogProbs(model, a, p1, ops, ids, B, T, types, mask));
+        var (_, prel) = Deviation(y0, LogProbs(model, a, p2, ops, ids, B, T, types, mask));
         return new KindCheck(kind.Name, kind.IsSymmetry(a, p0), abs, rel, prel, delta.Norm() / Math.Max(p0.Norm(), double.Epsilon));
     }
 }

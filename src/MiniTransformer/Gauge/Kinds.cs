@@ -22,12 +22,14 @@ public abstract class GaugeKind
     public abstract int Count(GaugeArch a);
     /// <summary>Whether the transformation is an exact symmetry of this model (the residual rotation of a tied GPT-2 is not).</summary>
     public virtual bool IsSymmetry(GaugeArch a, ParamSet p) => true;
+    /// <summary>Whether the kind exists in this architecture at all (postln only in post-LN models, residual only in pre-LN ones).</summary>
+    public virtual bool Applies(GaugeArch a) => true;
     public abstract void Apply(GaugeArch a, ParamSet p, Random rng);
     public abstract IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p);
 
     public static readonly IReadOnlyList<GaugeKind> All =
         [new QkKind(), new KBiasKind(), new OvKind(), new VBiasKind(), new LnGainKind(), new LnBiasKind(), new LnMeanKind(),
-         new Writer1Kind(), new EmbShiftKind(), new ResidualKind()];
+         new Writer1Kind(), new EmbShiftKind(), new PostLnKind(), new ResidualKind()];
 
     public static IReadOnlyList<GaugeKind> Parse(string? list)
     {
@@ -37,7 +39,7 @@ public abstract class GaugeKind
         {
             var k = All.FirstOrDefault(x => x.Name == raw)
                 ?? throw new InputException($"--kinds: unknown kind '{raw}'; expected some of {string.Join(",", All.Select(x => x.Name))}" +
-                    (raw is "mlp" or "postln" ? $" ('{raw}' is not a continuous symmetry of GPT-2 and is not implemented)" : ""));
+                    (raw is "mlp" ? " ('mlp', the hidden-unit permutations, is discrete and not implemented)" : ""));
             if (!kinds.Contains(k)) kinds.Add(k);
         }
         return kinds;
@@ -304,15 +306,18 @@ public sealed class LnBiasKind : GaugeKind
     }
 }
 
-/// <summary>lnmean: W → W + outer(1/g, u), c → c − (b·(1/g))·u (the normalised output is orthogonal to 1); maps with a bias.</summary>
+/// <summary>
+/// lnmean: W → W + outer(1/g, u), c → c − (b·(1/g))·u (the normalised output is orthogonal to 1); maps with a bias. Acts on
+/// <see cref="GaugeArch.MeanLns"/>: in a post-LN model also on LayerNorms that feed a skip path (the skip path sees no reader).
+/// </summary>
 public sealed class LnMeanKind : GaugeKind
 {
     public override string Name => "lnmean";
     public override string Description => "LayerNorm → linear map with bias: W→W+outer(1/g,u), c→c−(b·(1/g))·u";
-    public override int Count(GaugeArch a) => a.FoldableLns.Sum(ln => ln.Readers.Where(r => r.HasBias).Sum(r => r.Cols));
+    public override int Count(GaugeArch a) => a.MeanLns.Sum(ln => ln.Readers.Where(r => r.HasBias).Sum(r => r.Cols));
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
-        foreach (var ln in a.FoldableLns)
+        foreach (var ln in a.MeanLns)
         {
             var g = p[ln.Gain]; var b = p[ln.Bias];
             double bOverG = b.Select((x, i) => x / g[i]).Sum();
@@ -326,7 +331,7 @@ public sealed class LnMeanKind : GaugeKind
     }
     public override IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p)
     {
-        foreach (var ln in a.FoldableLns)
+        foreach (var ln in a.MeanLns)
         {
             var g = p[ln.Gain]; var b = p[ln.Bias];
             double bOverG = b.Select((x, i) => x / g[i]).Sum();
@@ -351,13 +356,16 @@ public sealed class Writer1Kind : GaugeKind
     public override string Name => "writer1";
     public override string Description => "residual writers W→W+outer(w,1), c→c+s·1; untied output map W→W+outer(w,1_V)";
     /// <remarks>
+    /// An untied output map with a bias (untied BERT's decoder) read by a LayerNorm in lnmean: lnmean's u = 1_V is
+    /// outer(1/g, 1_V) plus a bias shift along 1_V, i.e. already in writer1; subtracted once.
     /// With a single head (d_h = d) one direction is already in ov + vbias + lnmean: W_O is square, so ov's
     /// X = −outer(w, z) with z·W_O = 1 and w = W_V⁻¹·(1/g) moves W_O by outer(w, 1), W_V along ln_1's mean direction
     /// and b_V along z (vbias turns that into b_O + s·1). It is subtracted here, once per such attention block.
     /// </remarks>
     public override int Count(GaugeArch a) =>
-        a.ResidualWriters.Sum(w => w.In + (w.HasBias ? 1 : 0)) + (a.Tied ? 0 : a.OutputMap.In)
-        - a.Attention.Count(s => s.Heads == 1);
+        a.ResidualWriters.Sum(w => w.In + (w.HasBias ? 1 : 0)) + (a.Tied ? 0 : a.OutputMap.In + (a.OutputMap.HasBias ? 1 : 0))
+        - a.Attention.Count(s => s.Heads == 1)
+        - (!a.Tied && a.OutputMap.HasBias && a.MeanLns.Any(ln => ln.Readers.Contains(a.OutputMap)) ? 1 : 0);
     IEnumerable<MapRef> Maps(GaugeArch a) => a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
@@ -395,12 +403,16 @@ public sealed class Writer1Kind : GaugeKind
 /// <summary>
 /// embshift: E → E + outer(1_V, w) with P → P − outer(1_T, w) (their sum unchanged; tied: the logits shift by a
 /// per-row constant); P → P + outer(p, 1) (the first LayerNorm removes it); untied only: E → E + outer(e, 1).
+/// BERT's token-type table S likewise: S → S + outer(1_S, w′) with P → P − outer(1_T, w′), and S → S + outer(s, 1).
+/// Counted: d per table beyond the first, one 1-component per table that is not the output map, less the shifts along
+/// 1 between two tables that both have 1-components (already in their span).
 /// </summary>
 public sealed class EmbShiftKind : GaugeKind
 {
     public override string Name => "embshift";
-    public override string Description => "E→E+outer(1,w), P→P−outer(1,w); P→P+outer(p,1); untied E→E+outer(e,1)";
-    public override int Count(GaugeArch a) => a.Tied ? a.D + a.Positions : a.Vocab + a.Positions + a.D - 1;
+    public override string Description => "E→E+outer(1,w), P→P−outer(1,w); P→P+outer(p,1); untied E→E+outer(e,1); BERT's S likewise";
+    public override int Count(GaugeArch a) =>
+        (a.Tied ? a.D + a.Positions : a.Vocab + a.Positions + a.D - 1) + (a.HasTypes ? a.D + a.Types - 1 : 0);
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
         var E = p[a.TokenEmbedding]; var P = p[a.PositionEmbedding];
@@ -413,6 +425,14 @@ public sealed class EmbShiftKind : GaugeKind
         {
             var e = GaussianVector(a.Vocab, ShiftScale(p, a.TokenEmbedding), rng);
             for (int v = 0; v < a.Vocab; v++) for (int i = 0; i < d; i++) E[v * d + i] += e[v];
+        }
+        if (a.HasTypes)
+        {
+            var S = p[a.TypeEmbedding!];
+            var w2 = GaussianVector(d, ShiftScale(p, a.TypeEmbedding!), rng);
+            var ty = GaussianVector(a.Types, ShiftScale(p, a.TypeEmbedding!), rng);
+            for (int s = 0; s < a.Types; s++) for (int i = 0; i < d; i++) S[s * d + i] += w2[i] + ty[s];
+            for (int t = 0; t < a.Positions; t++) for (int i = 0; i < d; i++) P[t * d + i] -= w2[i];
         }
     }
     public override IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p)
@@ -439,6 +459,94 @@ public sealed class EmbShiftKind : GaugeKind
                 for (int i = 0; i < d; i++) t[a.TokenEmbedding][v * d + i] = 1;
                 yield return t;
             }
+        if (a.HasTypes)
+        {
+            for (int i = 0; i < d; i++)
+            {
+                var t = p.ZerosLike();
+                var S = t[a.TypeEmbedding!]; var P = t[a.PositionEmbedding];
+                for (int s = 0; s < a.Types; s++) S[s * d + i] = 1;
+                for (int s = 0; s < a.Positions; s++) P[s * d + i] = -1;
+                yield return t;
+            }
+            for (int s = 0; s < a.Types; s++)
+            {
+                var t = p.ZerosLike();
+                for (int i = 0; i < d; i++) t[a.TypeEmbedding!][s * d + i] = 1;
+                yield return t;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// postln (post-LN models only): a LayerNorm that feeds a sublayer and the skip path, with its bias moved by δ, is
+/// compensated by the sublayer's input biases (c → c − δ·W) and its output bias (b_O → b_O − δ), so x + Sublayer(x)
+/// is unchanged; tied BERT's head LayerNorm bias into the decoder bias (b → b + δ, b_dec → b_dec − δ·Eᵀ); the decoder
+/// bias's shift along 1_V (the log-softmax ignores it). (Untied, the last two are lnbias and writer1.)
+/// </summary>
+public sealed class PostLnKind : GaugeKind
+{
+    public override string Name => "postln";
+    public override string Description => "post-LN: LN bias b→b+δ, sublayer input biases −δ·W, output bias −δ; head LN bias → decoder bias; decoder bias + s·1";
+    static bool HeadFold(GaugeArch a) => !a.PreLn && a.Tied && a.OutputMap.HasBias;
+    public override bool Applies(GaugeArch a) => Count(a) > 0;
+    public override int Count(GaugeArch a) => a.PostLns.Length * a.D + (HeadFold(a) ? a.D + 1 : 0);
+    public override void Apply(GaugeArch a, ParamSet p, Random rng)
+    {
+        foreach (var ln in a.PostLns)
+        {
+            var delta = GaussianVector(a.D, ShiftScale(p, ln.Bias), rng);
+            Shift(a, p, ln, delta, 1);
+        }
+        if (HeadFold(a))
+        {
+            var delta = GaussianVector(a.D, ShiftScale(p, a.FinalLnBias), rng);
+            var shift = VecTimes(p, a.OutputMap, delta);
+            for (int j = 0; j < a.OutputMap.Cols; j++) a.OutputMap.AddBias(p, j, -shift[j]);
+            for (int i = 0; i < a.D; i++) p[a.FinalLnBias][i] += delta[i];
+            double s = ShiftScale(p, a.OutputMap.Bias!) * Gaussian(rng);
+            for (int j = 0; j < a.OutputMap.Cols; j++) a.OutputMap.AddBias(p, j, s);
+        }
+    }
+
+    /// <summary>b → b + x·δ with its compensation (written into dst, reading the weights from src).</summary>
+    static void Shift(GaugeArch a, ParamSet src, PostLnSpec ln, double[] delta, double x, ParamSet? dst = null)
+    {
+        dst ??= src;
+        foreach (var r in ln.Readers)
+        {
+            var shift = VecTimes(src, r, delta);
+            for (int j = 0; j < r.Cols; j++) r.AddBias(dst, j, -x * shift[j]);
+        }
+        for (int j = 0; j < ln.Writer.Cols; j++) ln.Writer.AddBias(dst, j, -x * delta[j]);
+        for (int i = 0; i < a.D; i++) dst[ln.Bias][i] += x * delta[i];
+    }
+
+    public override IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p)
+    {
+        foreach (var ln in a.PostLns)
+            for (int k = 0; k < a.D; k++)
+            {
+                var t = p.ZerosLike();
+                var e = new double[a.D]; e[k] = 1;
+                Shift(a, p, ln, e, 1, t);
+                yield return t;
+            }
+        if (HeadFold(a))
+        {
+            for (int k = 0; k < a.D; k++)
+            {
+                var t = p.ZerosLike();
+                t[a.FinalLnBias][k] = 1;
+                var row = Row(p, a.OutputMap, k);
+                for (int j = 0; j < row.Length; j++) a.OutputMap.AddBias(t, j, -row[j]);
+                yield return t;
+            }
+            var u = p.ZerosLike();
+            for (int j = 0; j < a.OutputMap.Cols; j++) a.OutputMap.AddBias(u, j, 1);
+            yield return u;
+        }
     }
 }
 
@@ -453,6 +561,8 @@ public sealed class ResidualKind : GaugeKind
     public override string Name => "residual";
     public override string Description => "residual stream R ∈ O(d), R·1 = 1, LayerNorm gains and biases folded through";
     public override int Count(GaugeArch a) => a.PreLn && !a.Tied ? (a.D - 1) * (a.D - 2) / 2 : 0;
+    /// <summary>Post-LN (BERT): the LayerNorm gains act on the stream itself, element-wise; no rotation commutes with them.</summary>
+    public override bool Applies(GaugeArch a) => a.PreLn;
     public override bool IsSymmetry(GaugeArch a, ParamSet p)
     {
         if (!a.PreLn) return false;
