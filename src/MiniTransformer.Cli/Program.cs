@@ -21,6 +21,9 @@ public static class Program
             BenchCommand.Create(),
             KernelsCommand.Create(),
             GaugeCommand.Create(),
+            ImportCommand.Create(),
+            PretrainedCommand.Create(),
+            EmbedCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

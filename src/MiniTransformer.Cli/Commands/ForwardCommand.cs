@@ -8,7 +8,7 @@ namespace MiniTransformer.Cli.Commands;
 
 /// <summary>
 /// <c>mt forward</c>: runs a model on input_ids from a safetensors file and writes logits, hidden_states, loss,
-/// and optionally every parameter gradient (<c>grad/NAME</c>) and every named activation (<c>act/NAME</c>).
+/// (an encoder-only BERT: hidden_states and pooler_output, no logits, and targets refused) and optionally every parameter gradient (<c>grad/NAME</c>) and every named activation (<c>act/NAME</c>).
 /// </summary>
 static class ForwardCommand
 {
@@ -67,8 +67,10 @@ static class ForwardCommand
         var outs = new List<StTensor>();
         if (loaded is Bert<F> bert)
         {
+            if (!bert.HasMlmHead && targets is not null)
+                throw new InputException($"{a.Input}: 'targets' given, but {a.Model} is an encoder-only BERT (no MLM head, no logits to score): remove them");
             (sum, count) = bert.Forward(ids, targets, B, T, types, mask);
-            outs.Add(ModelFiles.ToStored<F>("logits", bert.Logits.Span, [B, T, bert.VocabSize], dtype));
+            if (bert.HasMlmHead) outs.Add(ModelFiles.ToStored<F>("logits", bert.Logits.Span, [B, T, bert.VocabSize], dtype));
             outs.Add(ModelFiles.ToStored<F>("hidden_states", bert.Hidden.Span, [B, T, bert.Config.HiddenSize], dtype));
             if (bert.PoolW is not null) outs.Add(ModelFiles.ToStored<F>("pooler_output", bert.Pooled.Span, [B, bert.Config.HiddenSize], dtype));
             activations = bert.Activations();

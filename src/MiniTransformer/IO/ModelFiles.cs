@@ -184,7 +184,8 @@ public static partial class ModelFiles
     /// Builds a BERT from Hugging Face tensors: <c>bert.</c> prefix optional, LayerNorm gamma/beta accepted, query/key/value
     /// packed into the attention block's [q | k | v], <c>position_ids</c> and the NSP head skipped, the tied
     /// <c>cls.predictions.decoder.weight</c> skipped and <c>cls.predictions.decoder.bias</c> read as
-    /// <c>cls.predictions.bias</c> when that is absent. The pooler is present when the file has it.
+    /// <c>cls.predictions.bias</c> when that is absent. The pooler is present when the file has it; the MLM head when
+    /// the config does not say encoder-only (<see cref="BertConfig.MlmHead"/>) or the file has it.
     /// </summary>
     public static Bert<F> BuildBert<F>(BertConfig config, IEnumerable<StTensor> tensors, string source, IBackend<F> ops)
         where F : unmanaged, IFloatingPointIeee754<F>
@@ -199,7 +200,10 @@ public static partial class ModelFiles
         if (byName.Remove("cls.predictions.decoder.bias", out var decBias)) byName.TryAdd("cls.predictions.bias", decBias);
         if (config.TieWordEmbeddings) byName.Remove("cls.predictions.decoder.weight");
         bool pooler = byName.ContainsKey("bert.pooler.dense.weight") || byName.ContainsKey("bert.pooler.dense.bias");
-        var model = new Bert<F>(config with { Pooler = pooler }, ops);
+        // The MLM head is there when config.json asks for it (the default) or the file carries it; an encoder-only
+        // checkpoint (architectures ["BertModel"], no cls.predictions.*) loads without it.
+        bool mlm = config.MlmHead || byName.Keys.Any(k => k.StartsWith("cls.predictions.", StringComparison.Ordinal));
+        var model = new Bert<F>(config with { Pooler = pooler, MlmHead = mlm }, ops);
         var parms = model.Parameters.ToDictionary(p => p.Name);
         int C = config.HiddenSize;
         var seen = new HashSet<string>();

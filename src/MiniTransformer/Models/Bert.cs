@@ -16,7 +16,9 @@ namespace MiniTransformer.Models;
 /// </code>
 /// Parameters carry Hugging Face names (<c>bert.</c> prefix; Linear weights [out, in]) except that each layer's
 /// query, key and value are held packed as <c>...attention.self.qkv.*</c> ([q | k | v] rows, the layout of
-/// nn.MultiheadAttention's in_proj); <see cref="IO.ModelFiles"/> splits and joins them.
+/// nn.MultiheadAttention's in_proj); <see cref="IO.ModelFiles"/> splits and joins them. Without the MLM head
+/// (<see cref="BertConfig.MlmHead"/> false: an encoder-only checkpoint such as a sentence encoder) the forward stops at
+/// the hidden states (and the pooler), there are no logits and no loss, and the head's members throw.
 /// </summary>
 public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPointIeee754<F>
 {
@@ -59,17 +61,22 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             PoolW = new("bert.pooler.dense.weight", new Tensor<F>(C, C));
             PoolB = new("bert.pooler.dense.bias", new Tensor<F>(C));
         }
-        HeadW = new("cls.predictions.transform.dense.weight", new Tensor<F>(C, C));
-        HeadB = new("cls.predictions.transform.dense.bias", new Tensor<F>(C));
-        LnHead = new(ops, "cls.predictions.transform.LayerNorm", C, config.LayerNormEps);
-        Decoder = config.TieWordEmbeddings ? null : new Parameter<F>("cls.predictions.decoder.weight", new Tensor<F>(V, C));
-        DecoderBias = new("cls.predictions.bias", new Tensor<F>(V));
         parameters = [Wte, Wpe, Wtt, .. LnEmb.Parameters, .. Layers.SelectMany(l => l.Parameters)];
         if (PoolW is not null) parameters.AddRange([PoolW, PoolB!]);
-        parameters.AddRange([HeadW, HeadB, .. LnHead.Parameters]);
+        if (!config.MlmHead) return;
+        headW = new("cls.predictions.transform.dense.weight", new Tensor<F>(C, C));
+        headB = new("cls.predictions.transform.dense.bias", new Tensor<F>(C));
+        lnHead = new(ops, "cls.predictions.transform.LayerNorm", C, config.LayerNormEps);
+        Decoder = config.TieWordEmbeddings ? null : new Parameter<F>("cls.predictions.decoder.weight", new Tensor<F>(V, C));
+        decoderBias = new("cls.predictions.bias", new Tensor<F>(V));
+        parameters.AddRange([headW, headB, .. lnHead.Parameters]);
         if (Decoder is not null) parameters.Add(Decoder);
-        parameters.Add(DecoderBias);
+        parameters.Add(decoderBias);
     }
+
+    readonly Parameter<F>? headW, headB, decoderBias;
+    readonly LayerNormBlock<F>? lnHead;
+    static InvalidOperationException NoHead() => new("this BERT is encoder-only: it has no MLM head (cls.predictions.*)");
 
     public BertConfig Config { get; }
     public string Arch => "bert";
@@ -78,7 +85,8 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public string ConfigJson => Config.ToJson();
     public string Describe() =>
         $"BERT L={Config.NumHiddenLayers} H={Config.NumAttentionHeads} d={Config.HiddenSize} MLP={Config.IntermediateSize} " +
-        $"V={Config.VocabSize} ctx={Config.MaxPositionEmbeddings} types={Config.TypeVocabSize}{(Config.Pooler ? " +pooler" : "")}{(Config.TieWordEmbeddings ? "" : " untied")}";
+        $"V={Config.VocabSize} ctx={Config.MaxPositionEmbeddings} types={Config.TypeVocabSize}{(Config.Pooler ? " +pooler" : "")}" +
+        (!Config.MlmHead ? " encoder-only" : Config.TieWordEmbeddings ? "" : " untied");
     public IReadOnlyList<Parameter<F>> Parameters => parameters;
 
     public Parameter<F> Wte { get; }
@@ -88,13 +96,15 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public IReadOnlyList<Layer> Layers { get; }
     public Parameter<F>? PoolW { get; }
     public Parameter<F>? PoolB { get; }
-    public Parameter<F> HeadW { get; }
-    public Parameter<F> HeadB { get; }
-    public LayerNormBlock<F> LnHead { get; }
+    /// <summary>Whether the model has the MLM head (false: encoder-only, no logits).</summary>
+    public bool HasMlmHead => Config.MlmHead;
+    public Parameter<F> HeadW => headW ?? throw NoHead();
+    public Parameter<F> HeadB => headB ?? throw NoHead();
+    public LayerNormBlock<F> LnHead => lnHead ?? throw NoHead();
     public Parameter<F>? Decoder { get; }
-    public Parameter<F> DecoderBias { get; }
+    public Parameter<F> DecoderBias => decoderBias ?? throw NoHead();
     /// <summary>The MLM output map [V, d]: the word embeddings when tied.</summary>
-    public Parameter<F> OutputMap => Decoder ?? Wte;
+    public Parameter<F> OutputMap => HasMlmHead ? Decoder ?? Wte : throw NoHead();
 
     // Activations of the last forward.
     public Tensor<F> Embedded { get; private set; } = new(0);     // word + position + type, before LN_emb [B,T,C]
@@ -125,8 +135,7 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         int N = B * T, C = Config.HiddenSize, V = Config.VocabSize;
         Embedded = new(B, T, C);
         foreach (var l in Layers) { l.SumAttn = new(B, T, C); l.SumMlp = new(B, T, C); }
-        HeadPre = new(B, T, C); HeadAct = new(B, T, C);
-        Logits = new(B, T, V);
+        if (HasMlmHead) { HeadPre = new(B, T, C); HeadAct = new(B, T, C); Logits = new(B, T, V); }
         lse = new(N);
         first = new(B, C); Pooled = new(B, C);
         dLogits = new(0); dA = new(0); dB = new(0); dC = new(0); dFirst = new(0); dPooled = new(0);  // by the first backward
@@ -141,6 +150,8 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public (double LossSum, int Count) Forward(int[] ids, int[]? targets, int B, int T, int[]? tokenTypes, int[]? attentionMask)
     {
         Check(ids, targets, tokenTypes, attentionMask, B, T);
+        if (targets is not null && !HasMlmHead)
+            throw new InputException("targets given, but this BERT is encoder-only (no MLM head to score them): remove the targets");
         Ensure(B, T);
         this.ids = ids;
         types = tokenTypes ?? [];
@@ -158,6 +169,8 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             x = l.LnOut.Forward(l.SumMlp, N);
         }
         if (PoolW is not null) PoolerForward(x);
+        hasTargets = false;
+        if (!HasMlmHead) return (0, 0);
 
         ops.MatmulForward(HeadPre, x, HeadW.Value, HeadB.Value, N, C, C, WeightLayout.OutIn);
         ops.GeluForward(HeadAct, HeadPre, N * C, Config.Gelu);
@@ -190,7 +203,7 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         if (!hasTargets && scale != 0) throw new InvalidOperationException("Backward needs a forward with targets");
         if (pooledGrad is not null && PoolW is null) throw new InvalidOperationException("this BERT has no pooler");
         int N = B * T, C = Config.HiddenSize, V = Config.VocabSize;
-        if (dA.Length != N * C) { dLogits = new(N, V); dA = new(N, C); dB = new(N, C); dC = new(N, C); dFirst = new(B, C); dPooled = new(B, C); }
+        if (dA.Length != N * C) { dLogits = HasMlmHead ? new(N, V) : new(0); dA = new(N, C); dB = new(N, C); dC = new(N, C); dFirst = new(B, C); dPooled = new(B, C); }
 
         // ∂L/∂h (the last encoder layer) gathers into dA: MLM head first, then the pooler.
         dA.Clear();
@@ -284,6 +297,7 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             yield return (p + "out", l.Output.Data, [B, T, C]);
         }
         if (PoolW is not null) yield return ("pooled", Pooled.Data, [B, C]);
+        if (!HasMlmHead) yield break;
         yield return ("head.pre", HeadPre.Data, [B, T, C]);
         yield return ("head.gelu", HeadAct.Data, [B, T, C]);
         yield return ("head.ln", LnHead.Y.Data, [B, T, C]);

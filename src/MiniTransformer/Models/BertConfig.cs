@@ -7,12 +7,13 @@ namespace MiniTransformer.Models;
 /// <summary>
 /// BERT hyper-parameters with Hugging Face <c>config.json</c> names. <see cref="Pooler"/> is not a config.json key:
 /// a checkpoint has a pooler when it carries <c>bert.pooler.dense.*</c> (BertModel, BertForPreTraining) and none
-/// otherwise (BertForMaskedLM).
+/// otherwise (BertForMaskedLM). <see cref="MlmHead"/> is false for an encoder-only checkpoint (<c>architectures</c>
+/// ["BertModel"], as sentence encoders ship): no <c>cls.predictions.*</c>, no logits, hidden states (and pooler) only.
 /// </summary>
 public sealed record BertConfig(
     int VocabSize, int MaxPositionEmbeddings, int HiddenSize, int NumHiddenLayers, int NumAttentionHeads,
     int IntermediateSize, int TypeVocabSize = 2, double LayerNormEps = 1e-12, string HiddenAct = "gelu",
-    bool Pooler = false, bool TieWordEmbeddings = true, int PadTokenId = 0)
+    bool Pooler = false, bool TieWordEmbeddings = true, int PadTokenId = 0, bool MlmHead = true)
 {
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
@@ -70,11 +71,16 @@ public sealed record BertConfig(
             throw new InputException($"{source}: position_embedding_type '{pos}' is not supported; expected 'absolute'");
         if (o["is_decoder"] is JsonNode dn && dn.GetValueKind() == JsonValueKind.True)
             throw new InputException($"{source}: is_decoder=true (a causal BERT) is not supported");
+        // Encoder-only when config.json names architectures and none of them has the MLM head (BertModel).
+        bool mlm = true;
+        if (o["architectures"] is JsonArray archs && archs.Count > 0)
+            mlm = archs.Any(a => a is JsonValue v && v.GetValueKind() == JsonValueKind.String
+                && v.GetValue<string>() is var s && (s.Contains("MaskedLM", StringComparison.Ordinal) || s.Contains("PreTraining", StringComparison.Ordinal)));
         bool tie = o["tie_word_embeddings"] is not JsonNode tn || tn.GetValueKind() != JsonValueKind.False;
         int hidden = Int("hidden_size");
         var cfg = new BertConfig(Int("vocab_size"), Int("max_position_embeddings", 512), hidden, Int("num_hidden_layers"),
             Int("num_attention_heads"), Int("intermediate_size", 4 * hidden), Int("type_vocab_size", 2), eps, act,
-            Pooler: false, tie, Int("pad_token_id", 0));
+            Pooler: false, tie, Int("pad_token_id", 0), mlm);
         cfg.Validate(source);
         return cfg;
     }
@@ -92,7 +98,7 @@ public sealed record BertConfig(
         var o = new JsonObject
         {
             ["model_type"] = "bert",
-            ["architectures"] = new JsonArray(Pooler ? "BertForPreTraining" : "BertForMaskedLM"),
+            ["architectures"] = new JsonArray(!MlmHead ? "BertModel" : Pooler ? "BertForPreTraining" : "BertForMaskedLM"),
             ["vocab_size"] = VocabSize,
             ["hidden_size"] = HiddenSize,
             ["num_hidden_layers"] = NumHiddenLayers,
@@ -112,7 +118,7 @@ public sealed record BertConfig(
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
-    /// <summary>Parameter count (the tied decoder counted once).</summary>
+    /// <summary>Parameter count (the tied decoder counted once; no head when encoder-only).</summary>
     public long ParameterCount
     {
         get
@@ -120,7 +126,7 @@ public sealed record BertConfig(
             long d = HiddenSize, f = IntermediateSize, V = VocabSize;
             long perLayer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d;
             long embed = V * d + (long)MaxPositionEmbeddings * d + (long)TypeVocabSize * d + 2 * d;
-            long head = d * d + d + 2 * d + V + (TieWordEmbeddings ? 0 : V * d);
+            long head = !MlmHead ? 0 : d * d + d + 2 * d + V + (TieWordEmbeddings ? 0 : V * d);
             return embed + NumHiddenLayers * perLayer + head + (Pooler ? d * d + d : 0);
         }
     }
