@@ -228,25 +228,25 @@ def table(torch_files, ours_files, meta):
         return (max(xs) - min(xs)) / statistics.median(xs) * 100 if len(xs) > 1 else 0.0
 
     rows = []   # (what, ours, torch, unit, ratio, ratio meaning, spread)
-    ot = [o["train"]["ms_per_step"] for o in oo]
-    pt = [t["train"]["ms_per_step"] for t in tt]
-    rows.append(("GPT-2 124M train step B=4 T=64", med(ot), med(pt), "ms", med(ot) / med(pt), "time ours/torch (target <= 0.70)",
-                 max(spread(ot), spread(pt))))
-    of = [o["train"].get("forward_ms") for o in oo]
-    pf = [t["train"]["forward_ms"] for t in tt]
-    if med(of) is not None:
-        rows.append(("  of which forward", med(of), med(pf), "ms", med(of) / med(pf), "time ours/torch", max(spread(of), spread(pf))))
+
+    def row(what, ours, peer, unit, meaning):
+        # ours and peer are per-round values measured back to back: the ratio quoted is the median of the
+        # per-round ratios, its spread (max - min)/median over rounds
+        ratios = [o / p for o, p in zip(ours, peer) if o is not None and p]
+        rows.append((what, med(ours), med(peer), unit, med(ratios), meaning, spread(ratios)))
+
+    row("GPT-2 124M train step B=4 T=64", [o["train"]["ms_per_step"] for o in oo], [t["train"]["ms_per_step"] for t in tt],
+        "ms", "time ours/torch (target <= 0.70)")
+    row("  of which forward", [o["train"].get("forward_ms") for o in oo], [t["train"]["forward_ms"] for t in tt],
+        "ms", "time ours/torch")
     for n in tt[0]["matmul_gflops"]:
-        og = [o["matmul_gflops"][n] for o in oo]
-        pg = [t["matmul_gflops"][n] for t in tt]
-        rows.append((f"matmul {n}^3 f32", med(og), med(pg), "GFLOP/s", med(og) / med(pg), "speed ours/openblas (target >= 0.90)",
-                     max(spread(og), spread(pg))))
+        row(f"matmul {n}^3 f32", [o["matmul_gflops"][n] for o in oo], [t["matmul_gflops"][n] for t in tt],
+            "GFLOP/s", "speed ours/openblas (target >= 0.90)")
     for op in tt[0]["ops_ms"]:
         if op not in oo[0].get("ops_ms", {}):
             continue
-        om = [o["ops_ms"][op] for o in oo]
-        pm = [t["ops_ms"][op] for t in tt]
-        rows.append((op if op.startswith("adamw") else f"{op} fwd+bwd", med(om), med(pm), "ms", med(om) / med(pm), "time ours/torch", max(spread(om), spread(pm))))
+        row(op if op.startswith("adamw") else f"{op} fwd+bwd", [o["ops_ms"][op] for o in oo], [t["ops_ms"][op] for t in tt],
+            "ms", "time ours/torch")
 
     print(f"# MiniTransformer vs PyTorch {tt[0]['torch']} (OpenBLAS), {tt[0]['threads']} threads, {tt[0]['dtype']}")
     print(f"# date: {meta.get('date', '')}   cpu: {cpu_model()} ({os.cpu_count()} vCPUs)   rounds: {len(tt)}")
@@ -259,7 +259,8 @@ def table(torch_files, ours_files, meta):
     for what, o, p, unit, r, meaning, sp in rows:
         print(f"| {what.ljust(w)} | {o:9.1f} | {p:9.1f} | {unit:<7} | {r:5.2f} | {meaning:<36} | {sp:5.0f}% |")
     print()
-    print("spread = (max - min) / median over rounds, the larger of ours and torch's; medians are quoted.")
+    print("ours, torch: medians over rounds; ratio: median over rounds of the per-round ratio (each pair measured back to back);")
+    print("spread: (max - min) / median of the per-round ratios.")
 
 
 def main():
