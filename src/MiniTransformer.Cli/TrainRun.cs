@@ -22,9 +22,10 @@ static class TrainRun
     public sealed record Result(double TrainLoss, double ValLoss, double ValAccuracy, double MedianStepMs, double TokensPerSecond, IReadOnlyList<(string Prompt, string Sample)> Samples);
 
     public static Result Execute<F>(ILanguageModel<F> model, IDataSource data, TrainConfig config, IBackend<F> ops, string outDir,
-        bool resume, string title, int samples = 3) where F : unmanaged, IFloatingPointIeee754<F>
+        bool resume, string title, int samples = 3, Action<Trainer<F>>? setup = null) where F : unmanaged, IFloatingPointIeee754<F>
     {
         var trainer = new Trainer<F>(model, data, config, ops, outDir);
+        setup?.Invoke(trainer);
         if (resume)
         {
             var ck = Trainer<F>.FindCheckpoint(outDir) ?? throw new InputException($"--resume: no checkpoint in {outDir}");

@@ -32,9 +32,10 @@ static class TrainCommand
         var device = Common.Device();
         var threads = Common.Threads();
         var vocabTxt = new Option<string?>("--vocab-txt") { Description = "bert: a WordPiece vocab.txt for text:PATH data (BertTokenizer)" };
+        var track = new Option<bool>("--track-conserved") { Description = "log the drift of the per-head conserved quantities W̃_QᵀW̃_Q − W̃_KᵀW̃_K, W̃_VᵀW̃_V − W_O^h·W_O^hᵀ to metrics.jsonl (constant under gradient flow)" };
 
         var cmd = new Command("train", "Train a GPT-2 (next token) or a BERT (masked LM) — new or from --model — on a data source; writes a run folder.");
-        foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads, vocabTxt })
+        foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads, vocabTxt, track })
             cmd.Options.Add(o);
         init.AddTo(cmd);
         cmd.SetAction(r =>
@@ -59,14 +60,15 @@ static class TrainCommand
                 GradAccum: r.GetValue(accum), EvalEvery: r.GetValue(evalEvery), EvalBatches: r.GetValue(evalBatches), Seed: seed,
                 Optimizer: new OptimizerConfig(kind, WeightDecay: r.GetValue(wd), GradClip: r.GetValue(clip)));
             config.Validate();
-            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!));
-            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!));
+            bool tr = r.GetValue(track);
+            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr);
+            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!), tr);
             return 0;
         });
         return cmd;
     }
 
-    static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops)
+    static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops, bool track = false)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
         ILanguageModel<F> model;
@@ -77,6 +79,13 @@ static class TrainCommand
         }
         else if (modelPath is not null) model = ModelFiles.Load(modelPath, ops);
         else model = init.NewModel(r, data.VocabSize, ops, config.Seed);
-        TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}{(model.Arch == "bert" ? " (BERT masked LM)" : "")}");
+        Action<Trainer<F>>? setup = null;
+        if (track)
+        {
+            // The reference C₀ is the starting model's (kept in the run folder, so a resumed run keeps measuring from it).
+            var tracker = new MiniTransformer.Gauge.ConservedTracker<F>(model, run, reuse: resume);
+            setup = t => t.StepMetrics += (_, line) => tracker.AddTo(line);
+        }
+        TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}{(model.Arch == "bert" ? " (BERT masked LM)" : "")}", setup: setup);
     }
 }

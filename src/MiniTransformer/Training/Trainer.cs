@@ -53,6 +53,11 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     public List<EvalReport> Evals { get; } = [];
 
     public event Action<StepReport>? Stepped;
+    /// <summary>
+    /// Called after each optimizer step with the step number and its metrics.jsonl line before it is written: handlers
+    /// may add fields (e.g. <c>mt train --track-conserved</c>'s conserved-quantity drift).
+    /// </summary>
+    public event Action<int, JsonObject>? StepMetrics;
     public event Action<EvalReport>? Evaluated;
 
     /// <summary>Runs the remaining steps; evaluates and checkpoints every EvalEvery steps and at the end.</summary>
@@ -94,11 +99,13 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
                 config.GradAccum * B * T / sw.Elapsed.TotalSeconds);
             History.Add(report);
             recentLoss = loss;
-            metrics.WriteLine(Json(new JsonObject
+            var line = new JsonObject
             {
                 ["step"] = report.Step, ["loss"] = loss, ["lr"] = lr, ["grad_norm"] = norm,
                 ["ms"] = Math.Round(report.Milliseconds, 3), ["tokens_per_s"] = Math.Round(report.TokensPerSecond, 1),
-            }));
+            };
+            StepMetrics?.Invoke(report.Step, line);
+            metrics.WriteLine(Json(line));
             Stepped?.Invoke(report);
 
             bool last = step + 1 == config.Steps;
