@@ -53,6 +53,8 @@ public sealed class GaugeArch
     public required MapRef[] ResidualWriters { get; init; }
     /// <summary>MLP input maps (hidden units), for reports.</summary>
     public required MapRef[] MlpIn { get; init; }
+    /// <summary>Per layer, the MLP's output map (reads the F hidden units), paired with <see cref="MlpIn"/>.</summary>
+    public MapRef[] MlpOut { get; init; } = [];
     public required string TokenEmbedding { get; init; }
     public required string PositionEmbedding { get; init; }
     /// <summary>The output map h → logits, [d, V] in the notation (the token table when tied).</summary>
@@ -86,6 +88,7 @@ public sealed class GaugeArch
         var lns = new List<LnSpec>();
         var writers = new List<MapRef>();
         var mlpIn = new List<MapRef>();
+        var mlpOut = new List<MapRef>();
         for (int i = 0; i < c.NLayer; i++)
         {
             string p = $"h.{i}.";
@@ -99,6 +102,7 @@ public sealed class GaugeArch
             writers.Add(o);
             writers.Add(proj);
             mlpIn.Add(fc);
+            mlpOut.Add(proj);
         }
         var output = c.TieWordEmbeddings
             ? MapRef.Full("wte.weight", null, WeightLayout.OutIn, d, c.VocabSize)
@@ -114,6 +118,7 @@ public sealed class GaugeArch
             ResidualReaders = [.. lns, lnf],
             ResidualWriters = [.. writers],
             MlpIn = [.. mlpIn],
+            MlpOut = [.. mlpOut],
             TokenEmbedding = "wte.weight", PositionEmbedding = "wpe.weight",
             OutputMap = output, FinalLnGain = "ln_f.weight", FinalLnBias = "ln_f.bias",
         };
@@ -132,6 +137,7 @@ public sealed class GaugeArch
         var attn = new List<AttnSpec>();
         var writers = new List<MapRef>();
         var mlpIn = new List<MapRef>();
+        var mlpOut = new List<MapRef>();
         var post = new List<PostLnSpec>();
         var mean = new List<LnSpec>();
         const string E = "bert.embeddings.";
@@ -150,6 +156,7 @@ public sealed class GaugeArch
             writers.Add(o);
             writers.Add(proj);
             mlpIn.Add(fc);
+            mlpOut.Add(proj);
             prevName = p + "output.LayerNorm"; prevGain = prevName + ".weight"; prevBias = prevName + ".bias";
         }
         var dense = MapRef.Full("cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias", WeightLayout.OutIn, d, d);
@@ -170,6 +177,7 @@ public sealed class GaugeArch
             ResidualReaders = [],
             ResidualWriters = [.. writers],
             MlpIn = [.. mlpIn],
+            MlpOut = [.. mlpOut],
             TokenEmbedding = E + "word_embeddings.weight", PositionEmbedding = E + "position_embeddings.weight",
             TypeEmbedding = E + "token_type_embeddings.weight", Types = c.TypeVocabSize,
             OutputMap = output, FinalLnGain = head.Gain, FinalLnBias = head.Bias,

@@ -29,7 +29,7 @@ public abstract class GaugeKind
 
     public static readonly IReadOnlyList<GaugeKind> All =
         [new QkKind(), new KBiasKind(), new OvKind(), new VBiasKind(), new LnGainKind(), new LnBiasKind(), new LnMeanKind(),
-         new Writer1Kind(), new EmbShiftKind(), new PostLnKind(), new ResidualKind()];
+         new Writer1Kind(), new EmbShiftKind(), new PostLnKind(), new ResidualKind(), new MlpPermutationKind()];
 
     public static IReadOnlyList<GaugeKind> Parse(string? list)
     {
@@ -38,8 +38,7 @@ public abstract class GaugeKind
         foreach (var raw in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var k = All.FirstOrDefault(x => x.Name == raw)
-                ?? throw new InputException($"--kinds: unknown kind '{raw}'; expected some of {string.Join(",", All.Select(x => x.Name))}" +
-                    (raw is "mlp" ? " ('mlp', the hidden-unit permutations, is discrete and not implemented)" : ""));
+                ?? throw new InputException($"--kinds: unknown kind '{raw}'; expected some of {string.Join(",", All.Select(x => x.Name))}");
             if (!kinds.Contains(k)) kinds.Add(k);
         }
         return kinds;
@@ -634,4 +633,33 @@ public sealed class ResidualKind : GaugeKind
             }
         }
     }
+}
+
+/// <summary>
+/// mlp: per layer, a permutation π of the F hidden units: column j of W_fc (and b_fc[j]) ← column π(j), row j of
+/// W_proj ← row π(j). A discrete group: no flat directions for a GELU MLP (a ReLU/PReLU MLP would add F positive
+/// per-unit scalings, which these models do not have).
+/// </summary>
+public sealed class MlpPermutationKind : GaugeKind
+{
+    public override string Name => "mlp";
+    public override string Description => "permutation of each MLP's hidden units (discrete)";
+    public override int Count(GaugeArch a) => 0;
+    public override void Apply(GaugeArch a, ParamSet p, Random rng)
+    {
+        for (int l = 0; l < a.MlpIn.Length; l++)
+        {
+            MapRef fc = a.MlpIn[l], proj = a.MlpOut[l];
+            int[] pi = [.. Range(fc.Cols)];
+            rng.Shuffle(pi);
+            var src = p.Clone();
+            for (int j = 0; j < fc.Cols; j++)
+            {
+                for (int i = 0; i < fc.In; i++) fc.Set(p, i, j, fc.Get(src, i, pi[j]));
+                if (fc.HasBias) fc.SetBias(p, j, fc.GetBias(src, pi[j]));
+                for (int k = 0; k < proj.Cols; k++) proj.Set(p, j, k, proj.Get(src, pi[j], k));
+            }
+        }
+    }
+    public override IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p) => [];
 }
