@@ -24,6 +24,9 @@ static class GaugeCommand
         cmd.Subcommands.Add(Verify());
         cmd.Subcommands.Add(Count());
         cmd.Subcommands.Add(ConservedDemo());
+        cmd.Subcommands.Add(GaugeFixCommands.Fix());
+        cmd.Subcommands.Add(GaugeFixCommands.Diff());
+        // bench-train: added with the skip kernels
         return cmd;
     }
 

@@ -1,0 +1,383 @@
+using System.Text.Json.Nodes;
+
+namespace MiniTransformer.Gauge;
+
+/// <summary>
+/// A model in canonical (gauge-fixed) form: the parameters, every fixed entry (tensor → flat row-major index in the
+/// stored layout → value), the kinds removed with their analytic counts, and the per-head pivot rows of the identity
+/// blocks in W_Q and W_V (what the skip kernels use).
+/// </summary>
+public sealed class CanonicalForm
+{
+    public required ParamSet Params { get; init; }
+    public required SortedDictionary<string, SortedDictionary<int, double>> Fixed { get; init; }
+    /// <summary>Kind → number of fixed entries it accounts for (= the kind's analytic count).</summary>
+    public required Dictionary<string, int> Removed { get; init; }
+    /// <summary>[layer][head] → the d_h pivot rows (ascending) where W_Q^h is the identity: row Pivots[k] = e_k.</summary>
+    public required int[][][] QPivots { get; init; }
+    public required int[][][] VPivots { get; init; }
+    /// <summary>Kinds the toolkit counts that fixed entries do not remove here (and why).</summary>
+    public required Dictionary<string, string> NotRemoved { get; init; }
+
+    public int FixedCount => Fixed.Values.Sum(t => t.Count);
+    public int FreeCount => Params.Count - FixedCount;
+
+    /// <summary>gauge.json: {"fixed": [{tensor, indices, values}], "removed": {kind: count}, ...}.</summary>
+    public JsonObject ToJson()
+    {
+        var fixedArr = new JsonArray();
+        foreach (var (t, e) in Fixed)
+            fixedArr.Add(new JsonObject
+            {
+                ["tensor"] = t,
+                ["indices"] = new JsonArray([.. e.Keys.Select(k => (JsonNode)JsonValue.Create(k))]),
+                ["values"] = new JsonArray([.. e.Values.Select(v => (JsonNode)JsonValue.Create(v))]),
+            });
+        var removed = new JsonObject();
+        foreach (var (k, v) in Removed) removed[k] = v;
+        var not = new JsonObject();
+        foreach (var (k, v) in NotRemoved) not[k] = v;
+        JsonArray Piv(int[][][] p) => new([.. p.Select(l => (JsonNode)new JsonArray([.. l.Select(h => (JsonNode)new JsonArray([.. h.Select(r => (JsonNode)JsonValue.Create(r))]))]))]);
+        return new JsonObject
+        {
+            ["fixed"] = fixedArr,
+            ["removed"] = removed,
+            ["not_removed"] = not,
+            ["fixed_count"] = FixedCount,
+            ["parameters"] = Params.Count,
+            ["free_parameters"] = FreeCount,
+            ["q_pivots"] = Piv(QPivots),
+            ["v_pivots"] = Piv(VPivots),
+        };
+    }
+
+    /// <summary>Reads the fixed entries and pivots back from gauge.json (for training a fixed model).</summary>
+    public static (SortedDictionary<string, SortedDictionary<int, double>> Fixed, int[][][] Q, int[][][] V) ReadJson(JsonObject o)
+    {
+        var f = new SortedDictionary<string, SortedDictionary<int, double>>(StringComparer.Ordinal);
+        foreach (var e in o["fixed"]!.AsArray())
+        {
+            var idx = e!["indices"]!.AsArray().Select(x => (int)x!).ToArray();
+            var val = e["values"]!.AsArray().Select(x => (double)x!).ToArray();
+            var d = new SortedDictionary<int, double>();
+            for (int i = 0; i < idx.Length; i++) d[idx[i]] = val[i];
+            f[(string)e["tensor"]!] = d;
+        }
+        int[][][] Piv(string key) => [.. o[key]!.AsArray().Select(l => l!.AsArray().Select(h => h!.AsArray().Select(r => (int)r!).ToArray()).ToArray())];
+        return (f, Piv("q_pivots"), Piv("v_pivots"));
+    }
+}
+
+/// <summary>
+/// Gauge fixing by fixed entries (GPT-2). In order, each step fixes as many entries as its kind's analytic count:
+/// <list type="number">
+/// <item>lngain: every foldable LayerNorm's gain → 1 (W → diag(g)·W, b → b/g);</item>
+/// <item>lnbias: its bias → 0 (c → c + b·W); a bias-free reader (the untied lm_head) takes b → e_{d−1} and
+/// W → W + 1·((b − e_{d−1})·W) (its normalised input is orthogonal to 1);</item>
+/// <item>lnmean: row 0 of each reader with a bias → 0 (W → W + outer(1, u), u = −W[0,:]);</item>
+/// <item>qk: per head, pivot rows P (greedy pivoting on an orthonormal basis of W_Q^h's columns, so the choice is
+/// itself gauge invariant; row 0 excluded): A = (W_Q^h[P,:])⁻¹, W̃_Q^h → W̃_Q^h·A (W_Q^h[P,:] = I), W̃_K^h → W̃_K^h·A⁻ᵀ;</item>
+/// <item>kbias: b_K → 0; ov: the same on W_V^h (W_O^h → W_V^h[P,:]·W_O^h); vbias: b_O += b_V·W_O, b_V → 0;</item>
+/// <item>writer1 (every layer with ≥ 2 heads): column 0 of each residual writer and its bias → 0; untied: lm_head's
+/// row for token 0 → 0;</item>
+/// <item>embshift: wte row 0 → 0 (wpe absorbs it), wpe column 0 → 0; untied also wte column 0 → 0.</item>
+/// </list>
+/// Not removed: residual (a rotation, no fixed entries), mlp (a discrete permutation, 0 flat directions).
+/// </summary>
+public static class Canonical
+{
+    sealed class Builder(ParamSet p)
+    {
+        public readonly SortedDictionary<string, SortedDictionary<int, double>> Fixed = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, int> ByKind = [];
+        public void Mark(string kind, string tensor, int index, double value)
+        {
+            if (!Fixed.TryGetValue(tensor, out var t)) Fixed[tensor] = t = [];
+            if (!t.TryAdd(index, value)) throw new InvalidOperationException($"gauge fix: {tensor}[{index}] fixed twice");
+            p[tensor][index] = value;
+            ByKind[kind] = ByKind.GetValueOrDefault(kind) + 1;
+        }
+        public void Mark(string kind, MapRef m, int i, int j, double value) => Mark(kind, m.Weight, m.Index(i, j), value);
+        public void MarkBias(string kind, MapRef m, int j, double value) => Mark(kind, m.Bias!, m.Col0 + j, value);
+    }
+
+    public static CanonicalForm Fix(GaugeArch a, ParamSet input)
+    {
+        if (a.Arch != "gpt2") throw new InputException($"gauge fix: architecture '{a.Arch}' is not supported yet (GPT-2 only)");
+        var p = input.Clone();
+        var b = new Builder(p);
+        int d = a.D;
+
+        // lngain, lnbias
+        foreach (var ln in a.FoldableLns)
+        {
+            var g = p[ln.Gain]; var beta = p[ln.Bias];
+            foreach (var r in ln.Readers)
+                for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Set(p, i, j, r.Get(p, i, j) * g[i]);
+            for (int i = 0; i < d; i++) beta[i] /= g[i];
+            for (int i = 0; i < d; i++) b.Mark("lngain", ln.Gain, i, 1.0);
+            foreach (var r in ln.Readers)
+            {
+                if (r.HasBias)
+                {
+                    var shift = VecTimes(p, r, beta);
+                    for (int j = 0; j < r.Cols; j++) r.AddBias(p, j, shift[j]);
+                }
+                else
+                {
+                    var delta = (double[])beta.Clone();
+                    delta[d - 1] -= 1;
+                    var u = VecTimes(p, r, delta);
+                    for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Add(p, i, j, u[j]);
+                }
+            }
+            bool biasFree = ln.Readers.Any(r => !r.HasBias);
+            for (int i = 0; i < d; i++) b.Mark("lnbias", ln.Bias, i, biasFree && i == d - 1 ? 1.0 : 0.0);
+        }
+        // lnmean: g = 1, b = 0 now, so W → W + outer(1, u) alone.
+        foreach (var ln in a.MeanLns)
+            foreach (var r in ln.Readers.Where(r => r.HasBias))
+            {
+                var u = Row(p, r, 0);
+                for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Add(p, i, j, -u[j]);
+                for (int j = 0; j < r.Cols; j++) b.Mark("lnmean", r, 0, j, 0.0);
+            }
+        bool meanRow0 = a.MeanLns.Any(ln => ln.Readers.Any(r => r.HasBias));
+
+        var qPiv = new int[a.Attention.Length][][];
+        var vPiv = new int[a.Attention.Length][][];
+        foreach (var s in a.Attention)
+        {
+            int k = s.HeadDim;
+            qPiv[s.Layer] = new int[s.Heads][];
+            vPiv[s.Layer] = new int[s.Heads][];
+            for (int h = 0; h < s.Heads; h++)
+            {
+                // qk
+                var q = s.Q.Sub(h * k, k);
+                var piv = Pivots(q.Matrix(p), meanRow0 ? 0 : -1);
+                var blk = Rows(q.Matrix(p), piv);
+                var A = Inverse(blk);
+                MapColsInPlace(p, q, A);
+                MapColsInPlace(p, s.K.Sub(h * k, k), Transpose(blk));
+                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("qk", q, piv[i], j, i == j ? 1.0 : 0.0);
+                qPiv[s.Layer][h] = piv;
+                // ov
+                var v = s.V.Sub(h * k, k);
+                var vp = Pivots(v.Matrix(p), meanRow0 ? 0 : -1);
+                var vb = Rows(v.Matrix(p), vp);
+                MapColsInPlace(p, v, Inverse(vb));
+                MapRowsInPlace(p, s.O, h * k, vb);
+                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("ov", v, vp[i], j, i == j ? 1.0 : 0.0);
+                vPiv[s.Layer][h] = vp;
+            }
+            // kbias, vbias
+            for (int j = 0; j < s.K.Cols; j++) b.MarkBias("kbias", s.K, j, 0.0);
+            var bv = s.V.BiasVector(p);
+            var shift = VecTimes(p, s.O, bv);
+            for (int j = 0; j < s.O.Cols; j++) s.O.AddBias(p, j, shift[j]);
+            for (int j = 0; j < s.V.Cols; j++) b.MarkBias("vbias", s.V, j, 0.0);
+        }
+
+        var notRemoved = new Dictionary<string, string>
+        {
+            ["residual"] = "a rotation: no fixed entries remove it",
+            ["mlp"] = "a discrete permutation: no flat directions",
+        };
+        // writer1: needs every attention block to have ≥ 2 heads (else one of its directions is already removed by ov/vbias/lnmean).
+        if (a.Attention.All(s => s.Heads >= 2))
+        {
+            IEnumerable<MapRef> maps = a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
+            foreach (var m in maps)
+            {
+                for (int i = 0; i < m.In; i++)
+                {
+                    double w0 = m.Get(p, i, 0);
+                    for (int j = 0; j < m.Cols; j++) m.Add(p, i, j, -w0);
+                    b.Mark("writer1", m, i, 0, 0.0);
+                }
+                if (m.HasBias)
+                {
+                    double c0 = m.GetBias(p, 0);
+                    for (int j = 0; j < m.Cols; j++) m.AddBias(p, j, -c0);
+                    b.MarkBias("writer1", m, 0, 0.0);
+                }
+            }
+        }
+        else notRemoved["writer1"] = "kept: a single-head layer shares one of its directions with ov, vbias and lnmean";
+
+        // embshift
+        {
+            var E = p[a.TokenEmbedding]; var P = p[a.PositionEmbedding];
+            var w = new double[d];
+            Array.Copy(E, 0, w, 0, d);
+            for (int v = 0; v < a.Vocab; v++) for (int i = 0; i < d; i++) E[v * d + i] -= w[i];
+            for (int t = 0; t < a.Positions; t++) for (int i = 0; i < d; i++) P[t * d + i] += w[i];
+            for (int i = 0; i < d; i++) b.Mark("embshift", a.TokenEmbedding, i, 0.0);
+            for (int t = 0; t < a.Positions; t++)
+            {
+                double c = P[t * d];
+                for (int i = 0; i < d; i++) P[t * d + i] -= c;
+                b.Mark("embshift", a.PositionEmbedding, t * d, 0.0);
+            }
+            if (!a.Tied)
+                for (int v = 1; v < a.Vocab; v++)
+                {
+                    double c = E[v * d];
+                    for (int i = 0; i < d; i++) E[v * d + i] -= c;
+                    b.Mark("embshift", a.TokenEmbedding, v * d, 0.0);
+                }
+        }
+
+        // Exact values at every fixed entry (later steps keep them up to round-off).
+        foreach (var (t, e) in b.Fixed) foreach (var (i, v) in e) p[t][i] = v;
+        foreach (var (kind, n) in b.ByKind)
+        {
+            int expect = GaugeKind.All.First(x => x.Name == kind).Count(a);
+            if (n != expect) throw new InvalidOperationException($"gauge fix: {kind} fixed {n} entries, its analytic count is {expect}");
+        }
+        return new CanonicalForm { Params = p, Fixed = b.Fixed, Removed = b.ByKind, QPivots = qPiv, VPivots = vPiv, NotRemoved = notRemoved };
+    }
+
+    // ---------------------------------------------------------------- linear algebra
+
+    static double[] Row(ParamSet p, MapRef m, int i)
+    {
+        var r = new double[m.Cols];
+        for (int j = 0; j < m.Cols; j++) r[j] = m.Get(p, i, j);
+        return r;
+    }
+
+    static double[] VecTimes(ParamSet p, MapRef m, double[] x)
+    {
+        var y = new double[m.Cols];
+        for (int i = 0; i < m.In; i++)
+            if (x[i] != 0) for (int j = 0; j < m.Cols; j++) y[j] += x[i] * m.Get(p, i, j);
+        return y;
+    }
+
+    /// <summary>Each row of the block and its bias → row·M (M is Cols×Cols).</summary>
+    static void MapColsInPlace(ParamSet p, MapRef m, double[,] M)
+    {
+        int n = m.Cols;
+        var row = new double[n];
+        for (int i = 0; i <= m.In; i++)
+        {
+            bool bias = i == m.In;
+            if (bias && !m.HasBias) break;
+            for (int j = 0; j < n; j++) row[j] = bias ? m.GetBias(p, j) : m.Get(p, i, j);
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int k = 0; k < n; k++) s += row[k] * M[k, j];
+                if (bias) m.SetBias(p, j, s); else m.Set(p, i, j, s);
+            }
+        }
+    }
+
+    /// <summary>Rows [row0, row0 + k) of the block → M·rows.</summary>
+    static void MapRowsInPlace(ParamSet p, MapRef m, int row0, double[,] M)
+    {
+        int k = M.GetLength(0);
+        var col = new double[k];
+        for (int j = 0; j < m.Cols; j++)
+        {
+            for (int r = 0; r < k; r++) col[r] = m.Get(p, row0 + r, j);
+            for (int r = 0; r < k; r++)
+            {
+                double s = 0;
+                for (int q = 0; q < k; q++) s += M[r, q] * col[q];
+                m.Set(p, row0 + r, j, s);
+            }
+        }
+    }
+
+    static double[,] Rows(double[,] m, int[] rows)
+    {
+        int k = m.GetLength(1);
+        var r = new double[rows.Length, k];
+        for (int i = 0; i < rows.Length; i++) for (int j = 0; j < k; j++) r[i, j] = m[rows[i], j];
+        return r;
+    }
+
+    static double[,] Transpose(double[,] a) => GroupElements.Transpose(a);
+
+    /// <summary>
+    /// d_h pivot rows of an [n, k] matrix M (row <paramref name="exclude"/> never chosen): orthonormalise M's columns
+    /// (Q, so the choice depends only on M's column space and is invariant under M → M·A), then pick greedily the row
+    /// of largest remaining norm and project it out of the others. Returned ascending.
+    /// </summary>
+    public static int[] Pivots(double[,] M, int exclude)
+    {
+        int n = M.GetLength(0), k = M.GetLength(1);
+        var Q = (double[,])M.Clone();
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < k; j++)
+            {
+                for (int l = 0; l < j; l++)
+                {
+                    double dot = 0;
+                    for (int i = 0; i < n; i++) dot += Q[i, j] * Q[i, l];
+                    for (int i = 0; i < n; i++) Q[i, j] -= dot * Q[i, l];
+                }
+                double norm = 0;
+                for (int i = 0; i < n; i++) norm += Q[i, j] * Q[i, j];
+                norm = Math.Sqrt(norm);
+                if (norm == 0) throw new InputException("gauge fix: a head's query or value map is rank deficient; no identity block exists");
+                for (int i = 0; i < n; i++) Q[i, j] /= norm;
+            }
+        var chosen = new List<int>();
+        var used = new bool[n];
+        if (exclude >= 0) used[exclude] = true;
+        for (int step = 0; step < k; step++)
+        {
+            int best = -1; double bestNorm = -1;
+            for (int i = 0; i < n; i++)
+            {
+                if (used[i]) continue;
+                double s = 0;
+                for (int j = 0; j < k; j++) s += Q[i, j] * Q[i, j];
+                if (s > bestNorm * (1 + 1e-12)) { bestNorm = s; best = i; }
+            }
+            if (best < 0 || bestNorm <= 1e-24) throw new InputException("gauge fix: a head's query or value map is rank deficient; no identity block exists");
+            used[best] = true; chosen.Add(best);
+            var v = new double[k];
+            double nv = Math.Sqrt(bestNorm);
+            for (int j = 0; j < k; j++) v[j] = Q[best, j] / nv;
+            for (int i = 0; i < n; i++)
+            {
+                double dot = 0;
+                for (int j = 0; j < k; j++) dot += Q[i, j] * v[j];
+                for (int j = 0; j < k; j++) Q[i, j] -= dot * v[j];
+            }
+        }
+        chosen.Sort();
+        return [.. chosen];
+    }
+
+    /// <summary>Gauss–Jordan inverse with partial pivoting.</summary>
+    public static double[,] Inverse(double[,] m)
+    {
+        int n = m.GetLength(0);
+        var a = (double[,])m.Clone();
+        var inv = new double[n, n];
+        for (int i = 0; i < n; i++) inv[i, i] = 1;
+        for (int c = 0; c < n; c++)
+        {
+            int piv = c;
+            for (int r = c + 1; r < n; r++) if (Math.Abs(a[r, c]) > Math.Abs(a[piv, c])) piv = r;
+            if (a[piv, c] == 0) throw new InputException("gauge fix: singular pivot block");
+            if (piv != c)
+                for (int j = 0; j < n; j++) { (a[c, j], a[piv, j]) = (a[piv, j], a[c, j]); (inv[c, j], inv[piv, j]) = (inv[piv, j], inv[c, j]); }
+            double s = 1 / a[c, c];
+            for (int j = 0; j < n; j++) { a[c, j] *= s; inv[c, j] *= s; }
+            for (int r = 0; r < n; r++)
+            {
+                if (r == c || a[r, c] == 0) continue;
+                double f = a[r, c];
+                for (int j = 0; j < n; j++) { a[r, j] -= f * a[c, j]; inv[r, j] -= f * inv[c, j]; }
+            }
+        }
+        return inv;
+    }
+}
