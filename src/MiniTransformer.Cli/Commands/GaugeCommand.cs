@@ -26,7 +26,7 @@ static class GaugeCommand
         cmd.Subcommands.Add(ConservedDemo());
         cmd.Subcommands.Add(GaugeFixCommands.Fix());
         cmd.Subcommands.Add(GaugeFixCommands.Diff());
-        // bench-train: added with the skip kernels
+        cmd.Subcommands.Add(GaugeFixCommands.BenchTrain());
         return cmd;
     }
 

@@ -6,11 +6,14 @@ using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Gauge;
 using MiniTransformer.IO;
 using MiniTransformer.Models;
+using MiniTransformer.Training;
+using System.Numerics;
+using System.Diagnostics;
 
 namespace MiniTransformer.Cli.Commands;
 
 /// <summary><c>mt gauge fix|diff</c>: the canonical (gauge-fixed) form of a model and the distance modulo the gauge.</summary>
-static class GaugeFixCommands
+public static class GaugeFixCommands
 {
     public const string GaugeFile = "gauge.json";
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -97,6 +100,137 @@ static class GaugeFixCommands
         });
         return cmd;
     }
+
+    // ---------------------------------------------------------------- mt train --gauge-fixed
+
+    public static Option<bool> GaugeFixedOption() => new("--gauge-fixed")
+    {
+        Description = "GPT-2: canonicalise the initial model (mt gauge fix), train only the free parameters (optimizer state for them only), skip the Q/V identity blocks in the kernels; gauge.json in the run folder",
+    };
+
+    /// <summary>
+    /// Prepares gauge-fixed training: canonicalises the model (or, on resume, reads the run's gauge.json), installs the
+    /// skip kernels, and restricts the optimizer to the free entries (chained after <paramref name="prev"/>).
+    /// </summary>
+    public static Action<Trainer<F>> SetupTraining<F>(ILanguageModel<F> model, string run, bool resume, TrainConfig config, Action<Trainer<F>>? prev, bool quiet = false)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        if (model is not Gpt2<F> g) throw new InputException("--gauge-fixed: GPT-2 only for now");
+        if (g.Layers.Any(l => l.Attn.Biases is not null)) throw new InputException("--gauge-fixed: not combined with --symmetry-breaking");
+        string path = Path.Combine(run, GaugeFile);
+        SortedDictionary<string, SortedDictionary<int, double>> fixedEntries;
+        int[][][] q, v;
+        if (resume)
+        {
+            if (!File.Exists(path)) throw new InputException($"--resume --gauge-fixed: {path} is missing (the run was not gauge-fixed)");
+            JsonObject o;
+            try { o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InputException($"{path}: not a JSON object"); }
+            catch (JsonException e) { throw new InputException($"{path}: {e.Message}"); }
+            (fixedEntries, q, v) = CanonicalForm.ReadJson(o);
+        }
+        else
+        {
+            var a = GaugeArch.For(model);
+            var c = Canonical.Fix(a, ParamSet.From(model.Parameters));
+            c.Params.CopyTo(model.Parameters);
+            Directory.CreateDirectory(run);
+            File.WriteAllText(path, c.ToJson().ToJsonString(Indented) + "\n");
+            (fixedEntries, q, v) = (c.Fixed, c.QPivots, c.VPivots);
+            if (!quiet)
+                Console.WriteLine($"  gauge-fixed: {c.FixedCount:N0} of {c.Params.Count:N0} parameters fixed ({string.Join(" · ", c.Removed.Select(kv => $"{kv.Key} {kv.Value:N0}"))}); {c.FreeCount:N0} trainable; {path}");
+        }
+        if (!quiet && config.Opt.WeightDecay != 0)
+            Console.WriteLine($"  gauge-fixed: weight decay {config.Opt.WeightDecay} is not gauge invariant (compare with --weight-decay 0)");
+        GaugeFixedTraining.InstallKernels(g, q, v);
+        var free = GaugeFixedTraining.FreeIndices(model.Parameters, fixedEntries);
+        return t => { prev?.Invoke(t); t.Optimizer.RestrictTo(free); };
+    }
+
+    /// <summary>
+    /// mt gauge bench-train: the same GPT-2, data, seed and steps trained full and gauge-fixed (weight decay 0),
+    /// alternating rounds; median step times against the multiply-add ratio predicted from the shapes.
+    /// </summary>
+    public static Command BenchTrain()
+    {
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 2 };
+        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 2 };
+        var dim = new Option<int>("--dim") { DefaultValueFactory = _ => 256 };
+        var ffn = new Option<int>("--ffn") { DefaultValueFactory = _ => 128 };
+        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 16 };
+        var seq = new Option<int>("--seq") { DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 30 };
+        var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 3 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var data = new Option<string>("--data") { DefaultValueFactory = _ => "synthetic:induction" };
+        var dtype = Common.Dtype();
+        var threads = Common.Threads();
+        var output = new Option<string>("--out") { DefaultValueFactory = _ => "runs/gauge-bench" };
+        var cmd = new Command("bench-train", "Full vs gauge-fixed training on the same GPT-2, data and seed (weight decay 0): predicted multiply-add ratio vs measured median step-time ratio.");
+        foreach (Option o in new Option[] { layers, heads, dim, ffn, batch, seq, steps, rounds, seed, data, dtype, threads, output }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            Common.ApplyThreads(r.GetValue(threads));
+            if (Common.IsF64(r.GetValue(dtype)!)) BenchRun<double>(r, layers, heads, dim, ffn, batch, seq, steps, rounds, seed, data, output);
+            else BenchRun<float>(r, layers, heads, dim, ffn, batch, seq, steps, rounds, seed, data, output);
+            return 0;
+        });
+        return cmd;
+    }
+
+    static void BenchRun<F>(ParseResult r, Option<int> layers, Option<int> heads, Option<int> dim, Option<int> ffn, Option<int> batch, Option<int> seq,
+        Option<int> steps, Option<int> rounds, Option<int> seed, Option<string> dataOpt, Option<string> output) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        int sd = r.GetValue(seed), B = r.GetValue(batch), T = r.GetValue(seq), S = r.GetValue(steps);
+        var data = MiniTransformer.Data.DataSources.Create(r.GetValue(dataOpt)!, sd);
+        var cfg = new Gpt2Config(data.VocabSize, T, r.GetValue(dim), r.GetValue(layers), r.GetValue(heads), 1e-5, r.GetValue(ffn), true);
+        var ops = Common.Backend<F>("cpu");
+        var (macFull, macFixed) = GaugeFixedTraining.StepMacs(cfg, B, T);
+        string dir = r.GetValue(output)!;
+        var results = new Dictionary<string, List<double>> { ["full"] = [], ["fixed"] = [] };
+        var info = new Dictionary<string, (long Trainable, long State, double Loss)>();
+        for (int round = 0; round < r.GetValue(rounds); round++)
+            foreach (var mode in new[] { "full", "fixed" })
+            {
+                var model = new Gpt2<F>(cfg, ops);
+                model.InitializeRandom(sd);
+                var config = new TrainConfig(S, B, T, 1e-3, WarmupSteps: 0, EvalEvery: S, EvalBatches: 1, Seed: sd,
+                    Optimizer: new OptimizerConfig(OptimizerKind.AdamW, WeightDecay: 0));
+                string run = Path.Combine(dir, $"{mode}-{round}");
+                if (Directory.Exists(run)) Directory.Delete(run, true);
+                var trainer = new Trainer<F>(model, data, config, ops, run);
+                long trainable = model.Parameters.Sum(p => (long)p.Value.Length);
+                if (mode == "fixed")
+                {
+                    SetupTraining(model, run, false, config, null, quiet: true)(trainer);
+                    trainable -= JsonNode.Parse(File.ReadAllText(Path.Combine(run, GaugeFile)))!["fixed_count"]!.GetValue<long>();
+                }
+                trainer.Run();
+                // Median over the steps after the first few (warm-up of the JIT and the buffers).
+                var ms = trainer.History.Skip(Math.Min(3, S - 1)).Select(h => h.Milliseconds).OrderBy(x => x).ToList();
+                results[mode].Add(ms[ms.Count / 2]);
+                info[mode] = (trainable, trainer.Optimizer.StateScalars, trainer.History[^1].Loss);
+            }
+        double mf = Median(results["full"]), mx = Median(results["fixed"]);
+        Console.WriteLine($"{new Gpt2<F>(cfg, ops).Describe()} · B={B} T={T} · {S} steps × {r.GetValue(rounds)} rounds (alternating) · AdamW, weight decay 0 · {typeof(F).Name} · {Parallelism.Threads} threads · seed {sd}");
+        Console.WriteLine($"{"mode",-6} {"trainable",11} {"opt. state",11} {"MACs/step",11} {"median ms/step",15} {"per round",24} {"final loss",10}");
+        foreach (var mode in new[] { "full", "fixed" })
+        {
+            var (tr, st, loss) = info[mode];
+            Console.WriteLine($"{mode,-6} {tr,11:N0} {st,11:N0} {E(mode == "full" ? macFull : macFixed),11} {Median(results[mode]),15:F2} {string.Join(" ", results[mode].Select(x => x.ToString("F1", CultureInfo.InvariantCulture))),24} {loss,10:F4}");
+        }
+        double pred = macFixed / macFull, meas = mx / mf;
+        Console.WriteLine($"predicted ratio (MACs fixed/full) {pred:F3} (saving {100 * (1 - pred):F1} %) · measured step-time ratio {meas:F3} (saving {100 * (1 - meas):F1} %) · measured/predicted {meas / pred:F3}");
+        File.WriteAllText(Path.Combine(dir, "bench.json"), new JsonObject
+        {
+            ["config"] = JsonNode.Parse(cfg.ToJson()), ["batch"] = B, ["seq"] = T, ["steps"] = S, ["seed"] = sd, ["threads"] = Parallelism.Threads,
+            ["macs_full"] = macFull, ["macs_fixed"] = macFixed, ["predicted_ratio"] = pred, ["measured_ratio"] = meas,
+            ["ms_full"] = new JsonArray([.. results["full"].Select(x => (JsonNode)x)]), ["ms_fixed"] = new JsonArray([.. results["fixed"].Select(x => (JsonNode)x)]),
+            ["trainable_full"] = info["full"].Trainable, ["trainable_fixed"] = info["fixed"].Trainable,
+            ["optimizer_state_full"] = info["full"].State, ["optimizer_state_fixed"] = info["fixed"].State,
+        }.ToJsonString(Indented) + "\n");
+    }
+
+    static double Median(List<double> xs) { var s = xs.OrderBy(x => x).ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : 0.5 * (s[s.Count / 2 - 1] + s[s.Count / 2]); }
 
     static (double Abs, double Rel) Distance(ParamSet a, ParamSet b)
     {

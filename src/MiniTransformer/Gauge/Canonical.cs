@@ -134,15 +134,17 @@ public static class Canonical
             bool biasFree = ln.Readers.Any(r => !r.HasBias);
             for (int i = 0; i < d; i++) b.Mark("lnbias", ln.Bias, i, biasFree && i == d - 1 ? 1.0 : 0.0);
         }
-        // lnmean: g = 1, b = 0 now, so W → W + outer(1, u) alone.
-        foreach (var ln in a.MeanLns)
+        // lnmean: g = 1, b = 0 now, so W → W + outer(1, u) alone. Not with a single-head layer: its d×d identity block
+        // in W_Q needs every row (row 0 would be zero).
+        bool singleHead = a.Attention.Any(s => s.Heads == 1);
+        foreach (var ln in singleHead ? [] : a.MeanLns)
             foreach (var r in ln.Readers.Where(r => r.HasBias))
             {
                 var u = Row(p, r, 0);
                 for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Add(p, i, j, -u[j]);
                 for (int j = 0; j < r.Cols; j++) b.Mark("lnmean", r, 0, j, 0.0);
             }
-        bool meanRow0 = a.MeanLns.Any(ln => ln.Readers.Any(r => r.HasBias));
+        bool meanRow0 = !singleHead && a.MeanLns.Any(ln => ln.Readers.Any(r => r.HasBias));
 
         var qPiv = new int[a.Attention.Length][][];
         var vPiv = new int[a.Attention.Length][][];
@@ -184,8 +186,9 @@ public static class Canonical
             ["residual"] = "a rotation: no fixed entries remove it",
             ["mlp"] = "a discrete permutation: no flat directions",
         };
+        if (singleHead) notRemoved["lnmean"] = "kept: a single-head layer's d×d identity block in W_Q leaves no row to zero";
         // writer1: needs every attention block to have ≥ 2 heads (else one of its directions is already removed by ov/vbias/lnmean).
-        if (a.Attention.All(s => s.Heads >= 2))
+        if (!singleHead)
         {
             IEnumerable<MapRef> maps = a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
             foreach (var m in maps)

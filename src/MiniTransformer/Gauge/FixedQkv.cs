@@ -1,0 +1,163 @@
+using System.Numerics;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using MiniTransformer.Backends;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Models;
+using MiniTransformer.Tensors;
+
+namespace MiniTransformer.Models
+{
+    /// <summary>
+    /// An alternative QKV projection for <see cref="AttentionBlock{F}"/> (null: the standard x·W_qkv + b_qkv). Forward
+    /// overwrites qkv [N, 3C]; backward accumulates into dx and the block's parameter gradients.
+    /// </summary>
+    public interface IQkvProjection<F> where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        void Forward(Tensor<F> qkv, Tensor<F> x, int N);
+        void Backward(Tensor<F> dx, Tensor<F> dQkv, Tensor<F> x, int N);
+    }
+}
+
+namespace MiniTransformer.Gauge
+{
+    /// <summary>
+    /// The gauge-fixed QKV projection (GPT-2's Conv1D layout W_qkv [C, 3C]): per head, W_Q^h has the identity at its
+    /// pivot rows P_h, so q_h = x[:, P_h] + x[:, R_h]·W′_h + b_Q^h with R_h the other C − d_h rows and W′_h = W_Q^h[R_h, :]
+    /// packed contiguous; the same for v_h (b_V = 0); k = x·W_K (b_K = 0). The identity blocks cost no multiply-adds:
+    /// forward and backward skip 2·d_h² per head and row for Q and V each. Gradients go only to the free entries
+    /// (W′, W_K, b_Q); the fixed ones (identity blocks, b_K, b_V) get none.
+    /// </summary>
+    public sealed class FixedQkv<F> : IQkvProjection<F> where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        readonly AttentionBlock<F> block;
+        readonly int C, H, dh, R;
+        readonly int[][] piv, rest;   // [2 (q, v)][head] flattened as piv[part * H + h]
+        readonly F[][] packed, dPacked;
+        F[] xr = [], dxr = [];
+
+        public FixedQkv(AttentionBlock<F> block, int C, int heads, int[][] qPivots, int[][] vPivots)
+        {
+            this.block = block; this.C = C; H = heads; dh = C / heads; R = C - dh;
+            piv = [.. qPivots, .. vPivots];
+            rest = [.. piv.Select(p => Enumerable.Range(0, C).Except(p).ToArray())];
+            packed = [.. piv.Select(_ => new F[R * dh])];
+            dPacked = [.. piv.Select(_ => new F[R * dh])];
+        }
+
+        /// <summary>Multiply-adds per token row of this projection (forward): the full one is 3C².</summary>
+        public long MacsPerRow => (long)C * C + 2L * H * R * dh;
+
+        void Pack()
+        {
+            var W = block.Wqkv.Value.Data;
+            for (int s = 0; s < 2 * H; s++)
+            {
+                int col0 = (s < H ? 0 : 2 * C) + (s % H) * dh;
+                var rs = rest[s]; var pk = packed[s];
+                for (int i = 0; i < R; i++) Array.Copy(W, rs[i] * 3 * C + col0, pk, i * dh, dh);
+            }
+        }
+
+        void Gather(Tensor<F> x, int N, int[] rs)
+        {
+            if (xr.Length < N * R) xr = new F[N * R];
+            var xd = x.Data;
+            Parallel.For(0, N, n =>
+            {
+                int o = n * C, q = n * R;
+                for (int i = 0; i < rs.Length; i++) xr[q + i] = xd[o + rs[i]];
+            });
+        }
+
+        public void Forward(Tensor<F> qkv, Tensor<F> x, int N)
+        {
+            Pack();
+            int C3 = 3 * C;
+            var W = block.Wqkv.Value.Data;
+            // k = x·W_K (b_K = 0 is fixed)
+            Gemm.Multiply<F>(false, false, N, C, C, x.Data, C, W.AsSpan(C), C3, qkv.Data.AsSpan(C), C3, accumulate: false);
+            var bq = block.Bqkv.Value.Data;
+            var xd = x.Data; var y = qkv.Data;
+            for (int s = 0; s < 2 * H; s++)
+            {
+                int col0 = (s < H ? 0 : 2 * C) + (s % H) * dh;
+                Gather(x, N, rest[s]);
+                Gemm.Multiply<F>(false, false, N, dh, R, xr, R, packed[s], dh, y.AsSpan(col0), C3, accumulate: false);
+                var p = piv[s];
+                bool q = s < H;
+                Parallel.For(0, N, n =>
+                {
+                    int o = n * C3 + col0, xo = n * C;
+                    for (int k = 0; k < dh; k++) y[o + k] += xd[xo + p[k]] + (q ? bq[col0 + k] : F.Zero);
+                });
+            }
+        }
+
+        public void Backward(Tensor<F> dx, Tensor<F> dQkv, Tensor<F> x, int N)
+        {
+            int C3 = 3 * C;
+            var W = block.Wqkv.Value.Data; var dW = block.Wqkv.Grad.Data; var db = block.Bqkv.Grad.Data;
+            var dy = dQkv.Data; var dxd = dx.Data;
+            // k: dx += dk·W_Kᵀ, dW_K += xᵀ·dk
+            Gemm.Multiply<F>(false, true, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C), C3, dxd, C, accumulate: true);
+            Gemm.Multiply<F>(true, false, C, C, N, x.Data, C, dy.AsSpan(C), C3, dW.AsSpan(C), C3, accumulate: true);
+            if (dxr.Length < N * R) dxr = new F[N * R];
+            for (int s = 0; s < 2 * H; s++)
+            {
+                int col0 = (s < H ? 0 : 2 * C) + (s % H) * dh;
+                var rs = rest[s]; var p = piv[s];
+                Gather(x, N, rs);
+                // dW′ = x_Rᵀ·dq_h, scattered into the free rows of W_qkv's gradient
+                Gemm.Multiply<F>(true, false, R, dh, N, xr, R, dy.AsSpan(col0), C3, dPacked[s], dh, accumulate: false);
+                var dp = dPacked[s];
+                for (int i = 0; i < R; i++)
+                    TensorPrimitives.Add(dW.AsSpan(rs[i] * C3 + col0, dh), dp.AsSpan(i * dh, dh), dW.AsSpan(rs[i] * C3 + col0, dh));
+                // dx_R = dq_h·W′ᵀ; dx[:, P] += dq_h
+                Gemm.Multiply<F>(false, true, N, R, dh, dy.AsSpan(col0), C3, packed[s], dh, dxr, R, accumulate: false);
+                Parallel.For(0, N, n =>
+                {
+                    int o = n * C, q = n * R, yo = n * C3 + col0;
+                    for (int i = 0; i < R; i++) dxd[o + rs[i]] += dxr[q + i];
+                    for (int k = 0; k < dh; k++) dxd[o + p[k]] += dy[yo + k];
+                });
+                if (s < H)
+                    for (int n = 0; n < N; n++)
+                        TensorPrimitives.Add(db.AsSpan(col0, dh), dy.AsSpan(n * C3 + col0, dh), db.AsSpan(col0, dh));
+            }
+        }
+    }
+
+    /// <summary>Gauge-fixed training: canonicalise a GPT-2, install the skip kernels, and the free-entry index sets.</summary>
+    public static class GaugeFixedTraining
+    {
+        /// <summary>Per parameter (model order): null when all entries are free, else the sorted free flat indices.</summary>
+        public static int[]?[] FreeIndices<F>(IReadOnlyList<Parameter<F>> ps, SortedDictionary<string, SortedDictionary<int, double>> fixedEntries)
+            where F : unmanaged, IFloatingPointIeee754<F> =>
+            [.. ps.Select(p => fixedEntries.TryGetValue(p.Name, out var f)
+                ? Enumerable.Range(0, p.Value.Length).Where(i => !f.ContainsKey(i)).ToArray()
+                : null)];
+
+        /// <summary>Installs <see cref="FixedQkv{F}"/> on every attention block of a GPT-2.</summary>
+        public static void InstallKernels<F>(Gpt2<F> model, int[][][] qPivots, int[][][] vPivots) where F : unmanaged, IFloatingPointIeee754<F>
+        {
+            for (int i = 0; i < model.Layers.Count; i++)
+                model.Layers[i].Attn.Projection = new FixedQkv<F>(model.Layers[i].Attn, model.Config.NEmbd, model.Config.NHead, qPivots[i], vPivots[i]);
+        }
+
+        /// <summary>
+        /// Multiply-adds of one training step (forward + backward ≈ 3× forward) for the matmuls and attention of a GPT-2,
+        /// full or gauge-fixed (the Q and V identity blocks skipped): what the step-time ratio is predicted from.
+        /// </summary>
+        public static (double Full, double Fixed) StepMacs(Gpt2Config c, int B, int T)
+        {
+            double N = (double)B * T, d = c.NEmbd, f = c.Ffn, H = c.NHead, dh = d / H, V = c.VocabSize;
+            double attnCore = 2.0 * B * T * T * d;                      // q·kᵀ and p·v
+            double perLayerFull = N * (3 * d * d + d * d + 2 * d * f) + attnCore;
+            double saved = N * 2 * H * dh * dh;
+            double head = N * d * V;
+            double full = 3 * (c.NLayer * perLayerFull + head);
+            double fix = 3 * (c.NLayer * (perLayerFull - saved) + head);
+            return (full, fix);
+        }
+    }
+}
