@@ -24,6 +24,7 @@ public static class Program
             ImportCommand.Create(),
             PretrainedCommand.Create(),
             EmbedCommand.Create(),
+            ExperimentSymmetryCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -65,6 +65,33 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
     void GeluForward(Tensor<F> y, Tensor<F> x, int n, GeluForm form);
     void GeluBackward(Tensor<F> dx, Tensor<F> dy, Tensor<F> x, int n, GeluForm form);
 
+    // ---- prelu (symmetry-breaking MLP option): y = x (x > 0), a_f·x (x ≤ 0), per-feature slopes a [F] over rows [N,F] ----
+    void PreluForward(Tensor<F> y, Tensor<F> x, Tensor<F> slopes, int N, int Fdim)
+    {
+        var xs = x.Data; var ys = y.Data; var a = slopes.Data;
+        System.Threading.Tasks.Parallel.For(0, N, n =>
+        {
+            int o = n * Fdim;
+            for (int f = 0; f < Fdim; f++) { F v = xs[o + f]; ys[o + f] = v > F.Zero ? v : a[f] * v; }
+        });
+    }
+    /// <summary>dx += dy·(x &gt; 0 ? 1 : a_f); da_f += Σ_n dy·x over x ≤ 0 (accumulates; the slope sum in float64, rows in order).</summary>
+    void PreluBackward(Tensor<F> dx, Tensor<F> dslopes, Tensor<F> dy, Tensor<F> x, Tensor<F> slopes, int N, int Fdim)
+    {
+        var xs = x.Data; var dys = dy.Data; var dxs = dx.Data; var a = slopes.Data; var da = dslopes.Data;
+        System.Threading.Tasks.Parallel.For(0, N, n =>
+        {
+            int o = n * Fdim;
+            for (int f = 0; f < Fdim; f++) { F v = xs[o + f]; dxs[o + f] += v > F.Zero ? dys[o + f] : a[f] * dys[o + f]; }
+        });
+        System.Threading.Tasks.Parallel.For(0, Fdim, f =>
+        {
+            double s = 0;
+            for (int n = 0; n < N; n++) { int i = n * Fdim + f; if (!(xs[i] > F.Zero)) s += double.CreateTruncating(dys[i] * xs[i]); }
+            da[f] += F.CreateTruncating(s);
+        });
+    }
+
     // ---- residual: y = a + b ----
     void ResidualForward(Tensor<F> y, Tensor<F> a, Tensor<F> b, int n);
     void ResidualBackward(Tensor<F> da, Tensor<F> db, Tensor<F> dy, int n);

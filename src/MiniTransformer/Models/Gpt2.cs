@@ -13,14 +13,15 @@ namespace MiniTransformer.Models;
 /// </code>
 /// Parameters carry Hugging Face names and layouts (Conv1D weights [in, out]).
 /// </summary>
-public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPointIeee754<F>
+public sealed class Gpt2<F> : ILanguageModel<F>, IStochasticForward where F : unmanaged, IFloatingPointIeee754<F>
 {
     public sealed class Layer(IBackend<F> ops, Gpt2Config c, int i)
     {
         public LayerNormBlock<F> Ln1 { get; } = new(ops, $"h.{i}.ln_1", c.NEmbd, c.LayerNormEpsilon);
         public AttentionBlock<F> Attn { get; } = new(ops, $"h.{i}.attn.", c.NEmbd, c.NHead, causal: true, WeightLayout.InOut, "c_attn", "c_proj");
         public LayerNormBlock<F> Ln2 { get; } = new(ops, $"h.{i}.ln_2", c.NEmbd, c.LayerNormEpsilon);
-        public MlpBlock<F> Mlp { get; } = new(ops, $"h.{i}.mlp.", c.NEmbd, c.Ffn, GeluForm.Tanh, WeightLayout.InOut, "c_fc", "c_proj");
+        public MlpBlock<F> Mlp { get; } = new(ops, $"h.{i}.mlp.", c.NEmbd, c.Ffn, GeluForm.Tanh, WeightLayout.InOut, "c_fc", "c_proj",
+            prelu: c.MlpActivation == MlpActivation.Prelu);
         public IEnumerable<Parameter<F>> Parameters => [.. Ln1.Parameters, .. Attn.Parameters, .. Ln2.Parameters, .. Mlp.Parameters];
         // Residual stream after the attention and after the MLP sublayer.
         public Tensor<F> ResidMid { get; internal set; } = new(0);
@@ -41,6 +42,8 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         Wte = new("wte.weight", new Tensor<F>(config.VocabSize, C));
         Wpe = new("wpe.weight", new Tensor<F>(config.NPositions, C));
         Layers = [.. Enumerable.Range(0, config.NLayer).Select(i => new Layer(ops, config, i))];
+        if (config.SymmetryBreaking is { Any: true } sb)
+            for (int i = 0; i < Layers.Count; i++) Layers[i].Attn.Biases = new AttentionBiases<F>(sb, Mode, i);
         LnF = new(ops, "ln_f", C, config.LayerNormEpsilon);
         LmHead = config.TieWordEmbeddings ? null : new Parameter<F>("lm_head.weight", new Tensor<F>(config.VocabSize, C));
         parameters = [Wte, Wpe, .. Layers.SelectMany(l => l.Parameters), .. LnF.Parameters];
@@ -55,6 +58,9 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public string Describe() =>
         $"GPT-2 L={Config.NLayer} H={Config.NHead} d={Config.NEmbd} MLP={Config.Ffn} V={Config.VocabSize} ctx={Config.NPositions}{(Config.TieWordEmbeddings ? "" : " untied")}";
     public IReadOnlyList<Parameter<F>> Parameters => parameters;
+    /// <summary>Train/eval mode of the stochastic symmetry-breaking biases (eval, i.e. their means, unless the trainer says otherwise).</summary>
+    public ForwardMode Mode { get; } = new();
+    public void SetForwardMode(bool training, int seed, long forwardIndex) { Mode.Training = training; Mode.Seed = seed; Mode.Index = forwardIndex; }
 
     public Parameter<F> Wte { get; }
     public Parameter<F> Wpe { get; }
@@ -82,6 +88,10 @@ public sealed class Gpt2<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             var d = p.Value.Span;
             for (int i = 0; i < d.Length; i++) d[i] = F.CreateTruncating(std * Gaussian(rng));
         }
+        // PReLU slopes ~ N(0.2, 1.0) (the paper's RandomPReLU1d), drawn after everything else so GELU models are unchanged.
+        foreach (var l in Layers)
+            if (l.Mlp.Slopes is { } a)
+                for (int i = 0; i < a.Value.Length; i++) a.Value.Span[i] = F.CreateTruncating(0.2 + 1.0 * Gaussian(rng));
     }
 
     internal static double Gaussian(Random rng)

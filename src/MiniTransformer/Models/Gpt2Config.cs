@@ -6,7 +6,8 @@ namespace MiniTransformer.Models;
 /// <summary>GPT-2 hyper-parameters with Hugging Face <c>config.json</c> names.</summary>
 public sealed record Gpt2Config(
     int VocabSize, int NPositions, int NEmbd, int NLayer, int NHead,
-    double LayerNormEpsilon = 1e-5, int? NInner = null, bool TieWordEmbeddings = true)
+    double LayerNormEpsilon = 1e-5, int? NInner = null, bool TieWordEmbeddings = true,
+    SymmetryBreakingConfig? SymmetryBreaking = null, MlpActivation MlpActivation = MlpActivation.Gelu)
 {
     /// <summary>MLP width: n_inner, or 4·d when absent (saturating: an absurd n_embd is reported by <see cref="Validate"/>).</summary>
     public int Ffn => NInner ?? (int)Math.Min(int.MaxValue, 4L * NEmbd);
@@ -87,6 +88,11 @@ public sealed record Gpt2Config(
             var cfg = new Gpt2Config(Int("vocab_size"), Int("n_positions", ctx), Int("n_embd"), Int("n_layer"), Int("n_head"),
                 eps, inner, tie);
             cfg.Validate(source);
+            // Symmetry-breaking extensions (engine fields; absent in standard GPT-2 configs).
+            if (Get("symmetry_breaking") is JsonElement sbe)
+                cfg = cfg with { SymmetryBreaking = SymmetryBreakingConfig.FromJson(sbe, source, cfg.HeadDim) };
+            if (Get("mlp_activation") is JsonElement ma)
+                cfg = cfg with { MlpActivation = SymmetryBreakingConfig.ParseActivation(ma.ValueKind == JsonValueKind.String ? ma.GetString() : Raw(ma), source) };
             return cfg;
         }
     }
@@ -127,6 +133,8 @@ public sealed record Gpt2Config(
             ["layer_norm_epsilon"] = LayerNormEpsilon,
             ["tie_word_embeddings"] = TieWordEmbeddings,
         };
+        if (SymmetryBreaking is { Any: true } sb) o["symmetry_breaking"] = sb.ToJson();
+        if (MlpActivation != MlpActivation.Gelu) o["mlp_activation"] = SymmetryBreakingConfig.Name(MlpActivation);
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -138,7 +146,7 @@ public sealed record Gpt2Config(
             double d = NEmbd, f = NInner ?? 4.0 * NEmbd;
             double perLayer = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d);
             double total = (double)VocabSize * d + (double)NPositions * d + NLayer * perLayer + 2 * d
-                + (TieWordEmbeddings ? 0 : (double)VocabSize * d);
+                + (TieWordEmbeddings ? 0 : (double)VocabSize * d) + (MlpActivation == MlpActivation.Prelu ? NLayer * f : 0);
             return total >= long.MaxValue ? long.MaxValue : (long)total;
         }
     }
