@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Numerics;
+using System.Text;
 using Microsoft.ML.Tokenizers;
 using MiniTransformer.Backends;
 using MiniTransformer.IO;
@@ -7,9 +9,9 @@ using MiniTransformer.Models;
 namespace MiniTransformer.Pretrained;
 
 /// <summary>
-/// WordPiece as Hugging Face's uncased BertTokenizer does it, through Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>
-/// over the model's vocab.txt: basic tokenization (whitespace, every punctuation character, CJK characters apart),
-/// lower-casing, accents stripped (strip_accents follows do_lower_case), then greedy longest-match word pieces;
+/// Hugging Face's uncased BertTokenizer: <see cref="BasicTokenize"/> (whitespace, every punctuation character, CJK
+/// characters apart, lower-casing, accents stripped — strip_accents follows do_lower_case), then greedy longest-match
+/// word pieces by Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/> over the model's vocab.txt;
 /// words over 100 characters become [UNK]. <see cref="Encode"/> adds [CLS] … [SEP] and truncates the pieces so the
 /// whole fits <c>maxTokens</c> (as sentence-transformers does: [SEP] kept).
 /// </summary>
@@ -28,7 +30,7 @@ public sealed class BertUncasedTokenizer
         Vocab = [.. File.ReadAllLines(vocabPath).Select(l => l.TrimEnd('\r'))];
         try
         {
-            tokenizer = BertTokenizer.Create(vocabPath, new BertOptions { LowerCaseBeforeTokenization = true, RemoveNonSpacingMarks = true });
+            tokenizer = BertTokenizer.Create(vocabPath, new BertOptions { LowerCaseBeforeTokenization = false, ApplyBasicTokenization = false, SplitOnSpecialTokens = false });
         }
         catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
         { throw new InputException($"{vocabPath}: not a WordPiece vocabulary ({e.Message})"); }
@@ -37,12 +39,73 @@ public sealed class BertUncasedTokenizer
     }
 
     /// <summary>The word pieces of a text, without special tokens.</summary>
-    public int[] Pieces(string text) =>
-        [.. tokenizer.EncodeToIds(Normalize(text), addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true)];
+    public int[] Pieces(string text)
+    {
+        var ids = new List<int>();
+        foreach (var word in BasicTokenize(text))
+        {
+            if (word.Length > 100) { ids.Add(Unk); continue; }   // max_input_chars_per_word
+            ids.AddRange(tokenizer.EncodeToIds(word, addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+        }
+        return [.. ids];
+    }
 
-    /// <summary>Lower-case, then strip accents (NFD without nonspacing marks) as HF's BasicTokenizer does: done here
-    /// because the tokenizer's own RemoveNonSpacingMarks needs ICU, which InvariantGlobalization turns off.</summary>
-    public static string Normalize(string text) => Nfd.StripAccents(text.ToLowerInvariant());
+    /// <summary>
+    /// Hugging Face's BasicTokenizer (uncased): drop NUL, U+FFFD and control characters, whitespace to spaces, spaces
+    /// around CJK ideographs, split on whitespace, lower-case, strip accents (NFD without nonspacing marks), split off
+    /// every punctuation character — all ASCII non-alphanumeric symbols ($ + &lt; = &gt; ^ ` | ~ _ …) and Unicode
+    /// category P. Done here rather than by Microsoft.ML.Tokenizers' basic tokenization, which drops symbols such as
+    /// '$', '+' and '=' and keeps '_' inside words, and whose accent stripping needs ICU (off under
+    /// InvariantGlobalization); its WordPiece step is used as it is.
+    /// </summary>
+    public static List<string> BasicTokenize(string text)
+    {
+        var sb = new StringBuilder(text.Length + 16);
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            int cp = c;
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) cp = char.ConvertToUtf32(c, text[i + 1]);
+            string s = cp > 0xFFFF ? text.Substring(i++, 2) : c.ToString();
+            if (cp == 0 || cp == 0xFFFD) continue;
+            var cat = CharUnicodeInfo.GetUnicodeCategory(cp);
+            if (c is ' ' or '\t' or '\n' or '\r' || cat == UnicodeCategory.SpaceSeparator) { sb.Append(' '); continue; }
+            if (cat is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.PrivateUse or UnicodeCategory.Surrogate or UnicodeCategory.OtherNotAssigned) continue;
+            if (IsCjk(cp)) { sb.Append(' ').Append(s).Append(' '); continue; }
+            sb.Append(s);
+        }
+        var words = new List<string>();
+        foreach (var token in sb.ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string t = Nfd.StripAccents(token.ToLowerInvariant());
+            int start = 0;
+            for (int i = 0; i < t.Length; i++)
+            {
+                int len = char.IsHighSurrogate(t[i]) && i + 1 < t.Length ? 2 : 1;
+                if (IsPunctuation(len == 2 ? char.ConvertToUtf32(t[i], t[i + 1]) : t[i]))
+                {
+                    if (i > start) words.Add(t[start..i]);
+                    words.Add(t.Substring(i, len));
+                    start = i + len;
+                }
+                i += len - 1;
+            }
+            if (start < t.Length) words.Add(t[start..]);
+        }
+        return words;
+    }
+
+    static bool IsPunctuation(int cp)
+    {
+        if (cp is >= 33 and <= 47 or >= 58 and <= 64 or >= 91 and <= 96 or >= 123 and <= 126) return true;
+        return CharUnicodeInfo.GetUnicodeCategory(cp) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
+            or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+    }
+
+    static bool IsCjk(int cp) => cp is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF
+        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B820 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
+        or >= 0x2F800 and <= 0x2FA1F;
 
     /// <summary>[CLS] pieces [SEP], the pieces cut so that the whole has at most <paramref name="maxTokens"/> ids.</summary>
     public int[] Encode(string text, int maxTokens)
@@ -92,14 +155,16 @@ public sealed class SentenceEmbedder<F> where F : unmanaged, IFloatingPointIeee7
     public double[][] EmbedIds(IReadOnlyList<int[]> sentences)
     {
         var result = new double[sentences.Count][];
+        // Batches of similar lengths (the result does not depend on the batching: padding is masked).
+        var order = Enumerable.Range(0, sentences.Count).OrderBy(i => sentences[i].Length).ToArray();
         for (int start = 0; start < sentences.Count; start += BatchSize)
         {
             int B = Math.Min(BatchSize, sentences.Count - start);
-            var batch = sentences.Skip(start).Take(B).ToList();
+            var batch = order.Skip(start).Take(B).Select(i => sentences[i]).ToList();
             var (ids, mask, T) = Pad(batch, Tokenizer.Pad);
             Model.Forward(ids, null, B, T, null, mask);
             var pooled = MeanPool(Model.Hidden.Span, mask, B, T, Model.Config.HiddenSize);
-            for (int b = 0; b < B; b++) result[start + b] = Normalize(pooled[b]);
+            for (int b = 0; b < B; b++) result[order[start + b]] = Normalize(pooled[b]);
         }
         return result;
     }
