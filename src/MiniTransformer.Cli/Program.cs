@@ -25,6 +25,7 @@ public static class Program
             PretrainedCommand.Create(),
             EmbedCommand.Create(),
             ExperimentSymmetryCommand.Create(),
+            AnalyzeCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -1,0 +1,51 @@
+using System.Numerics;
+using MiniTransformer.Models;
+
+namespace MiniTransformer.Analysis;
+
+/// <summary>
+/// The interpretability measure of arXiv 2601.22257: per layer and head, the cosine between each token's key vector
+/// k = x·W_K (x the token's embedding row, as in the authors' analysis; the learned key bias is left out) and the
+/// layer's mean query bias ⟨b_Q⟩ (shared by the heads). Tokens whose keys align with ⟨b_Q⟩ receive extra attention
+/// from every query; anti-aligned ones are suppressed.
+/// </summary>
+public static class BqAlignment
+{
+    public sealed record HeadResult(int Layer, int Head, (int Token, double Cosine)[] Top, (int Token, double Cosine)[] Bottom, double MeanCosine);
+
+    public static List<HeadResult> Analyze<F>(Gpt2<F> model, IReadOnlyCollection<int>? tokens, int topK) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var cfg = model.Config;
+        var sb = cfg.SymmetryBreaking is { Bq: true } s ? s : throw new InputException("the model has no b_Q (train it with --symmetry-breaking bq)");
+        int C = cfg.NEmbd, H = cfg.NHead, hs = cfg.HeadDim;
+        var ids = tokens?.ToArray() ?? [.. Enumerable.Range(0, cfg.VocabSize)];
+        var bq = sb.BqMean;
+        double bqNorm = Math.Sqrt(bq.Sum(x => x * x));
+        var wte = model.Wte.Value.Data;
+        var results = new List<HeadResult>();
+        for (int l = 0; l < cfg.NLayer; l++)
+        {
+            var w = model.Layers[l].Attn.Wqkv.Value.Data;   // [C, 3C] (Conv1D): keys are columns C..2C
+            for (int h = 0; h < H; h++)
+            {
+                var cos = new (int, double)[ids.Length];
+                for (int t = 0; t < ids.Length; t++)
+                {
+                    int id = ids[t];
+                    double dot = 0, kk = 0;
+                    for (int j = 0; j < hs; j++)
+                    {
+                        int col = C + h * hs + j;
+                        double k = 0;
+                        for (int i = 0; i < C; i++) k += double.CreateTruncating(wte[id * C + i]) * double.CreateTruncating(w[i * 3 * C + col]);
+                        dot += k * bq[j]; kk += k * k;
+                    }
+                    cos[t] = (id, dot / (Math.Sqrt(kk) * bqNorm + 1e-30));
+                }
+                var sorted = cos.OrderByDescending(c => c.Item2).ToArray();
+                results.Add(new HeadResult(l, h, sorted.Take(topK).ToArray(), sorted.Reverse().Take(topK).ToArray(), cos.Average(c => c.Item2)));
+            }
+        }
+        return results;
+    }
+}
