@@ -188,6 +188,7 @@ public static class GaugeFixCommands
         string dir = r.GetValue(output)!;
         var results = new Dictionary<string, List<double>> { ["full"] = [], ["fixed"] = [] };
         var info = new Dictionary<string, (long Trainable, long State, double Loss)>();
+        var pooled = new Dictionary<string, List<double>> { ["full"] = [], ["fixed"] = [] };
         for (int round = 0; round < r.GetValue(rounds); round++)
             foreach (var mode in new[] { "full", "fixed" })
             {
@@ -208,6 +209,7 @@ public static class GaugeFixCommands
                 // Median over the steps after the first few (warm-up of the JIT and the buffers).
                 var ms = trainer.History.Skip(Math.Min(3, S - 1)).Select(h => h.Milliseconds).OrderBy(x => x).ToList();
                 results[mode].Add(ms[ms.Count / 2]);
+                pooled[mode].AddRange(ms);
                 info[mode] = (trainable, trainer.Optimizer.StateScalars, trainer.History[^1].Loss);
             }
         double mf = Median(results["full"]), mx = Median(results["fixed"]);
@@ -218,12 +220,14 @@ public static class GaugeFixCommands
             var (tr, st, loss) = info[mode];
             Console.WriteLine($"{mode,-6} {tr,11:N0} {st,11:N0} {E(mode == "full" ? macFull : macFixed),11} {Median(results[mode]),15:F2} {string.Join(" ", results[mode].Select(x => x.ToString("F1", CultureInfo.InvariantCulture))),24} {loss,10:F4}");
         }
-        double pred = macFixed / macFull, meas = mx / mf;
-        Console.WriteLine($"predicted ratio (MACs fixed/full) {pred:F3} (saving {100 * (1 - pred):F1} %) · measured step-time ratio {meas:F3} (saving {100 * (1 - meas):F1} %) · measured/predicted {meas / pred:F3}");
+        double pred = macFixed / macFull, meas = Median(pooled["fixed"]) / Median(pooled["full"]);
+        double paired = Median([.. results["fixed"].Zip(results["full"], (x, y) => x / y)]);
+        Console.WriteLine($"predicted ratio (MACs fixed/full) {pred:F3} (saving {100 * (1 - pred):F1} %) · measured step-time ratio {meas:F3} (median over all {pooled["full"].Count} + {pooled["fixed"].Count} timed steps; saving {100 * (1 - meas):F1} %) · median of per-round ratios {paired:F3} · measured/predicted {meas / pred:F3}");
         File.WriteAllText(Path.Combine(dir, "bench.json"), new JsonObject
         {
             ["config"] = JsonNode.Parse(cfg.ToJson()), ["batch"] = B, ["seq"] = T, ["steps"] = S, ["seed"] = sd, ["threads"] = Parallelism.Threads,
-            ["macs_full"] = macFull, ["macs_fixed"] = macFixed, ["predicted_ratio"] = pred, ["measured_ratio"] = meas,
+            ["macs_full"] = macFull, ["macs_fixed"] = macFixed, ["predicted_ratio"] = pred, ["measured_ratio"] = meas, ["paired_round_ratio"] = paired,
+            ["median_ms_full"] = Median(pooled["full"]), ["median_ms_fixed"] = Median(pooled["fixed"]),
             ["ms_full"] = new JsonArray([.. results["full"].Select(x => (JsonNode)x)]), ["ms_fixed"] = new JsonArray([.. results["fixed"].Select(x => (JsonNode)x)]),
             ["trainable_full"] = info["full"].Trainable, ["trainable_fixed"] = info["fixed"].Trainable,
             ["optimizer_state_full"] = info["full"].State, ["optimizer_state_fixed"] = info["fixed"].State,

@@ -101,7 +101,7 @@ public static class Canonical
         public void MarkBias(string kind, MapRef m, int j, double value) => Mark(kind, m.Bias!, m.Col0 + j, value);
     }
 
-    public static CanonicalForm Fix(GaugeArch a, ParamSet input)
+    public static CanonicalForm Fix(GaugeArch a, ParamSet input, bool sharedPivots = true)
     {
         if (a.Arch != "gpt2") throw new InputException($"gauge fix: architecture '{a.Arch}' is not supported yet (GPT-2 only)");
         var p = input.Clone();
@@ -153,11 +153,17 @@ public static class Canonical
             int k = s.HeadDim;
             qPiv[s.Layer] = new int[s.Heads][];
             vPiv[s.Layer] = new int[s.Heads][];
+            int exclude = meanRow0 ? 0 : -1;
+            // One set of pivot rows for every head's W_Q and W_V in the layer (maximin greedy pivoting over their
+            // orthonormal bases), so the skip kernel gathers x's free columns once per layer.
+            int[]? shared = sharedPivots
+                ? SharedPivots([.. Enumerable.Range(0, s.Heads).SelectMany(h => new[] { s.Q.Sub(h * k, k).Matrix(p), s.V.Sub(h * k, k).Matrix(p) })], exclude)
+                : null;
             for (int h = 0; h < s.Heads; h++)
             {
                 // qk
                 var q = s.Q.Sub(h * k, k);
-                var piv = Pivots(q.Matrix(p), meanRow0 ? 0 : -1);
+                var piv = shared ?? Pivots(q.Matrix(p), exclude);
                 var blk = Rows(q.Matrix(p), piv);
                 var A = Inverse(blk);
                 MapColsInPlace(p, q, A);
@@ -166,7 +172,7 @@ public static class Canonical
                 qPiv[s.Layer][h] = piv;
                 // ov
                 var v = s.V.Sub(h * k, k);
-                var vp = Pivots(v.Matrix(p), meanRow0 ? 0 : -1);
+                var vp = shared ?? Pivots(v.Matrix(p), exclude);
                 var vb = Rows(v.Matrix(p), vp);
                 MapColsInPlace(p, v, Inverse(vb));
                 MapRowsInPlace(p, s.O, h * k, vb);
@@ -304,6 +310,76 @@ public static class Canonical
     }
 
     static double[,] Transpose(double[,] a) => GroupElements.Transpose(a);
+
+    static double[,] Orthonormal(double[,] M)
+    {
+        int n = M.GetLength(0), k = M.GetLength(1);
+        var Q = (double[,])M.Clone();
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < k; j++)
+            {
+                for (int l = 0; l < j; l++)
+                {
+                    double dot = 0;
+                    for (int i = 0; i < n; i++) dot += Q[i, j] * Q[i, l];
+                    for (int i = 0; i < n; i++) Q[i, j] -= dot * Q[i, l];
+                }
+                double norm = 0;
+                for (int i = 0; i < n; i++) norm += Q[i, j] * Q[i, j];
+                norm = Math.Sqrt(norm);
+                if (norm == 0) throw new InputException("gauge fix: a head's query or value map is rank deficient; no identity block exists");
+                for (int i = 0; i < n; i++) Q[i, j] /= norm;
+            }
+        return Q;
+    }
+
+    /// <summary>
+    /// One set of k pivot rows for several [n, k] blocks (a layer's W_Q^h and W_V^h): greedily the row whose smallest
+    /// remaining norm over the blocks' orthonormal bases is largest, projected out of every block. Depends only on the
+    /// column spaces (gauge invariant). Returned ascending.
+    /// </summary>
+    public static int[] SharedPivots(IReadOnlyList<double[,]> blocks, int exclude)
+    {
+        var Qs = blocks.Select(Orthonormal).ToList();
+        int n = blocks[0].GetLength(0), k = blocks[0].GetLength(1);
+        var used = new bool[n];
+        if (exclude >= 0) used[exclude] = true;
+        var chosen = new List<int>();
+        for (int step = 0; step < k; step++)
+        {
+            int best = -1; double bestScore = -1;
+            for (int i = 0; i < n; i++)
+            {
+                if (used[i]) continue;
+                double score = double.PositiveInfinity;
+                foreach (var Q in Qs)
+                {
+                    double s2 = 0;
+                    for (int j = 0; j < k; j++) s2 += Q[i, j] * Q[i, j];
+                    score = Math.Min(score, s2);
+                }
+                if (score > bestScore * (1 + 1e-12)) { bestScore = score; best = i; }
+            }
+            if (best < 0 || bestScore <= 1e-20) throw new InputException("gauge fix: no common set of pivot rows keeps every head's block invertible");
+            used[best] = true; chosen.Add(best);
+            foreach (var Q in Qs)
+            {
+                var v = new double[k];
+                double nv = 0;
+                for (int j = 0; j < k; j++) nv += Q[best, j] * Q[best, j];
+                nv = Math.Sqrt(nv);
+                for (int j = 0; j < k; j++) v[j] = Q[best, j] / nv;
+                for (int i = 0; i < n; i++)
+                {
+                    double dot = 0;
+                    for (int j = 0; j < k; j++) dot += Q[i, j] * v[j];
+                    for (int j = 0; j < k; j++) Q[i, j] -= dot * v[j];
+                }
+            }
+        }
+        chosen.Sort();
+        return [.. chosen];
+    }
 
     /// <summary>
     /// d_h pivot rows of an [n, k] matrix M (row <paramref name="exclude"/> never chosen): orthonormalise M's columns

@@ -34,6 +34,8 @@ namespace MiniTransformer.Gauge
         readonly int[][] piv, rest;   // [2 (q, v)][head] flattened as piv[part * H + h]
         readonly F[][] packed, dPacked;
         F[] xr = [], dxr = [];
+        /// <summary>Rows per task in the gathers and scatters (Parallelism.For's grain, in rows).</summary>
+        const int Grain = 64;
 
         public FixedQkv(AttentionBlock<F> block, int C, int heads, int[][] qPivots, int[][] vPivots)
         {
@@ -42,6 +44,96 @@ namespace MiniTransformer.Gauge
             rest = [.. piv.Select(p => Enumerable.Range(0, C).Except(p).ToArray())];
             packed = [.. piv.Select(_ => new F[R * dh])];
             dPacked = [.. piv.Select(_ => new F[R * dh])];
+            if (piv.All(x => x.SequenceEqual(piv[0])))
+            {
+                shared = piv[0]; sharedRest = rest[0];
+                wq = new F[R * C]; wv = new F[R * C]; dwq = new F[R * C]; dwv = new F[R * C];
+            }
+        }
+
+        // Shared pivots (one set for every head's Q and V in the layer, what Canonical.Fix chooses): x's free columns are
+        // gathered once per layer, and Q and V are each one GEMM over the R free rows.
+        readonly int[]? shared, sharedRest;
+        readonly F[] wq = [], wv = [], dwq = [], dwv = [];
+        F[] sx = [], sp = [], sdx = [];
+
+        void ForwardShared(Tensor<F> qkv, Tensor<F> x, int N)
+        {
+            int C3 = 3 * C;
+            var W = block.Wqkv.Value.Data;
+            var rs = sharedRest!; var P = shared!;
+            for (int i = 0; i < R; i++)
+            {
+                Array.Copy(W, rs[i] * C3, wq, i * C, C);
+                Array.Copy(W, rs[i] * C3 + 2 * C, wv, i * C, C);
+            }
+            if (sx.Length != N * R) { sx = new F[N * R]; sp = new F[N * dh]; sdx = new F[N * R]; }
+            var xd = x.Data; var xr = sx; var xp = sp;
+            Parallelism.For(N, Grain, (lo, hi) =>
+            {
+                for (int n = lo; n < hi; n++)
+                {
+                    int o = n * C, q = n * R, pp = n * dh;
+                    for (int i = 0; i < R; i++) xr[q + i] = xd[o + rs[i]];
+                    for (int k = 0; k < dh; k++) xp[pp + k] = xd[o + P[k]];
+                }
+            });
+            Gemm.Multiply<F>(false, false, N, C, C, xd, C, W.AsSpan(C), C3, qkv.Data.AsSpan(C), C3, accumulate: false);
+            Gemm.Multiply<F>(false, false, N, C, R, xr, R, wq, C, qkv.Data, C3, accumulate: false);
+            Gemm.Multiply<F>(false, false, N, C, R, xr, R, wv, C, qkv.Data.AsSpan(2 * C), C3, accumulate: false);
+            var y = qkv.Data; var bq = block.Bqkv.Value.Data;
+            Parallelism.For(N, Grain, (lo, hi) =>
+            {
+                for (int n = lo; n < hi; n++)
+                {
+                    var pv = xp.AsSpan(n * dh, dh);
+                    var q = y.AsSpan(n * C3, C);
+                    TensorPrimitives.Add(q, bq.AsSpan(0, C), q);
+                    for (int h = 0; h < H; h++)
+                    {
+                        TensorPrimitives.Add(q.Slice(h * dh, dh), pv, q.Slice(h * dh, dh));
+                        var v = y.AsSpan(n * C3 + 2 * C + h * dh, dh);
+                        TensorPrimitives.Add(v, pv, v);
+                    }
+                }
+            });
+        }
+
+        void BackwardShared(Tensor<F> dx, Tensor<F> dQkv, Tensor<F> x, int N)
+        {
+            int C3 = 3 * C;
+            var W = block.Wqkv.Value.Data; var dW = block.Wqkv.Grad.Data; var db = block.Bqkv.Grad.Data;
+            var dy = dQkv.Data; var dxd = dx.Data; var rs = sharedRest!; var P = shared!;
+            Gemm.Multiply<F>(false, true, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C), C3, dxd, C, accumulate: true);
+            Gemm.Multiply<F>(true, false, C, C, N, x.Data, C, dy.AsSpan(C), C3, dW.AsSpan(C), C3, accumulate: true);
+            // x_R (gathered by the forward) → dW′_Q, dW′_V; scattered into the free rows of W_qkv's gradient.
+            Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy, C3, dwq, C, accumulate: false);
+            Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy.AsSpan(2 * C), C3, dwv, C, accumulate: false);
+            for (int i = 0; i < R; i++)
+            {
+                var gq = dW.AsSpan(rs[i] * C3, C); TensorPrimitives.Add(gq, dwq.AsSpan(i * C, C), gq);
+                var gv = dW.AsSpan(rs[i] * C3 + 2 * C, C); TensorPrimitives.Add(gv, dwv.AsSpan(i * C, C), gv);
+            }
+            var dxr = sdx;
+            Gemm.Multiply<F>(false, true, N, R, C, dy, C3, wq, C, dxr, R, accumulate: false);
+            Gemm.Multiply<F>(false, true, N, R, C, dy.AsSpan(2 * C), C3, wv, C, dxr, R, accumulate: true);
+            Parallelism.For(N, Grain, (lo, hi) =>
+            {
+                var acc = new F[dh];
+                for (int n = lo; n < hi; n++)
+                {
+                    int o = n * C, q = n * R, yo = n * C3;
+                    for (int i = 0; i < R; i++) dxd[o + rs[i]] += dxr[q + i];
+                    Array.Clear(acc);
+                    for (int h = 0; h < H; h++)
+                    {
+                        TensorPrimitives.Add(acc, dy.AsSpan(yo + h * dh, dh), acc);
+                        TensorPrimitives.Add(acc, dy.AsSpan(yo + 2 * C + h * dh, dh), acc);
+                    }
+                    for (int k = 0; k < dh; k++) dxd[o + P[k]] += acc[k];
+                }
+            });
+            for (int n = 0; n < N; n++) TensorPrimitives.Add(db.AsSpan(0, C), dy.AsSpan(n * C3, C), db.AsSpan(0, C));
         }
 
         /// <summary>Multiply-adds per token row of this projection (forward): the full one is 3C².</summary>
@@ -62,15 +154,20 @@ namespace MiniTransformer.Gauge
         {
             if (xr.Length < N * R) xr = new F[N * R];
             var xd = x.Data;
-            Parallel.For(0, N, n =>
+            var buf = xr;
+            Parallelism.For(N, Grain, (lo, hi) =>
             {
-                int o = n * C, q = n * R;
-                for (int i = 0; i < rs.Length; i++) xr[q + i] = xd[o + rs[i]];
+                for (int n = lo; n < hi; n++)
+                {
+                    int o = n * C, q = n * R;
+                    for (int i = 0; i < rs.Length; i++) buf[q + i] = xd[o + rs[i]];
+                }
             });
         }
 
         public void Forward(Tensor<F> qkv, Tensor<F> x, int N)
         {
+            if (shared is not null) { ForwardShared(qkv, x, N); return; }
             Pack();
             int C3 = 3 * C;
             var W = block.Wqkv.Value.Data;
@@ -85,16 +182,21 @@ namespace MiniTransformer.Gauge
                 Gemm.Multiply<F>(false, false, N, dh, R, xr, R, packed[s], dh, y.AsSpan(col0), C3, accumulate: false);
                 var p = piv[s];
                 bool q = s < H;
-                Parallel.For(0, N, n =>
+                Parallelism.For(N, Grain, (lo, hi) =>
                 {
-                    int o = n * C3 + col0, xo = n * C;
-                    for (int k = 0; k < dh; k++) y[o + k] += xd[xo + p[k]] + (q ? bq[col0 + k] : F.Zero);
+                    for (int n = lo; n < hi; n++)
+                    {
+                        int o = n * C3 + col0, xo = n * C;
+                        if (q) TensorPrimitives.Add(y.AsSpan(o, dh), bq.AsSpan(col0, dh), y.AsSpan(o, dh));
+                        for (int k = 0; k < dh; k++) y[o + k] += xd[xo + p[k]];
+                    }
                 });
             }
         }
 
         public void Backward(Tensor<F> dx, Tensor<F> dQkv, Tensor<F> x, int N)
         {
+            if (shared is not null) { BackwardShared(dx, dQkv, x, N); return; }
             int C3 = 3 * C;
             var W = block.Wqkv.Value.Data; var dW = block.Wqkv.Grad.Data; var db = block.Bqkv.Grad.Data;
             var dy = dQkv.Data; var dxd = dx.Data;
@@ -114,11 +216,15 @@ namespace MiniTransformer.Gauge
                     TensorPrimitives.Add(dW.AsSpan(rs[i] * C3 + col0, dh), dp.AsSpan(i * dh, dh), dW.AsSpan(rs[i] * C3 + col0, dh));
                 // dx_R = dq_h·W′ᵀ; dx[:, P] += dq_h
                 Gemm.Multiply<F>(false, true, N, R, dh, dy.AsSpan(col0), C3, packed[s], dh, dxr, R, accumulate: false);
-                Parallel.For(0, N, n =>
+                var dbuf = dxr;
+                Parallelism.For(N, Grain, (lo, hi) =>
                 {
-                    int o = n * C, q = n * R, yo = n * C3 + col0;
-                    for (int i = 0; i < R; i++) dxd[o + rs[i]] += dxr[q + i];
-                    for (int k = 0; k < dh; k++) dxd[o + p[k]] += dy[yo + k];
+                    for (int n = lo; n < hi; n++)
+                    {
+                        int o = n * C, q = n * R, yo = n * C3 + col0;
+                        for (int i = 0; i < R; i++) dxd[o + rs[i]] += dbuf[q + i];
+                        for (int k = 0; k < dh; k++) dxd[o + p[k]] += dy[yo + k];
+                    }
                 });
                 if (s < H)
                     for (int n = 0; n < N; n++)

@@ -87,14 +87,17 @@ public sealed class GaugeFixTests : IDisposable
     }
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(4)]
-    public void SkipKernelsMatchTheFullProjectionAndGiveFixedEntriesNoGradient(int heads)
+    [InlineData(2, true)]
+    [InlineData(4, true)]
+    [InlineData(2, false)]   // per-head pivots: the per-head gather path
+    [InlineData(4, false)]
+    public void SkipKernelsMatchTheFullProjectionAndGiveFixedEntriesNoGradient(int heads, bool shared)
     {
         var cfg = GaugeTestModels.Config(8, heads, 12, 11, 6, 2, true);
         var m = GaugeTestModels.Generic(cfg);
         var a = GaugeArch.ForGpt2(cfg);
-        var c = Canonical.Fix(a, ParamSet.From(m.Parameters));
+        var c = Canonical.Fix(a, ParamSet.From(m.Parameters), sharedPivots: shared);
+        Assert.True(Dev(m, a, ParamSet.From(m.Parameters), c.Params) < 1e-12);
         c.Params.CopyTo(m.Parameters);
         var fx = new Gpt2<double>(cfg, CpuBackend<double>.Instance);
         c.Params.CopyTo(fx.Parameters);
