@@ -56,6 +56,7 @@ namespace MiniTransformer.Gauge
         readonly int[]? shared, sharedRest;
         readonly F[] wq = [], wv = [], dwq = [], dwv = [];
         F[] sx = [], sp = [], sdx = [];
+        int sN = -1;
 
         void ForwardShared(Tensor<F> qkv, Tensor<F> x, int N)
         {
@@ -67,7 +68,7 @@ namespace MiniTransformer.Gauge
                 Array.Copy(W, rs[i] * C3, wq, i * C, C);
                 Array.Copy(W, rs[i] * C3 + 2 * C, wv, i * C, C);
             }
-            if (sx.Length != N * R) { sx = new F[N * R]; sp = new F[N * dh]; sdx = new F[N * R]; }
+            if (sN != N) { sN = N; sx = new F[N * R]; sp = new F[N * dh]; sdx = new F[N * R]; }
             var xd = x.Data; var xr = sx; var xp = sp;
             Parallelism.For(N, Grain, (lo, hi) =>
             {
@@ -79,8 +80,11 @@ namespace MiniTransformer.Gauge
                 }
             });
             Gemm.Multiply<F>(false, false, N, C, C, xd, C, W.AsSpan(C), C3, qkv.Data.AsSpan(C), C3, accumulate: false);
-            Gemm.Multiply<F>(false, false, N, C, R, xr, R, wq, C, qkv.Data, C3, accumulate: false);
-            Gemm.Multiply<F>(false, false, N, C, R, xr, R, wv, C, qkv.Data.AsSpan(2 * C), C3, accumulate: false);
+            if (R > 0)   // one head: W_Q and W_V are all identity, q = x + b_Q and v = x
+            {
+                Gemm.Multiply<F>(false, false, N, C, R, xr, R, wq, C, qkv.Data, C3, accumulate: false);
+                Gemm.Multiply<F>(false, false, N, C, R, xr, R, wv, C, qkv.Data.AsSpan(2 * C), C3, accumulate: false);
+            }
             var y = qkv.Data; var bq = block.Bqkv.Value.Data;
             Parallelism.For(N, Grain, (lo, hi) =>
             {
@@ -88,6 +92,7 @@ namespace MiniTransformer.Gauge
                 {
                     var pv = xp.AsSpan(n * dh, dh);
                     var q = y.AsSpan(n * C3, C);
+                    if (R == 0) { q.Clear(); y.AsSpan(n * C3 + 2 * C, C).Clear(); }
                     TensorPrimitives.Add(q, bq.AsSpan(0, C), q);
                     for (int h = 0; h < H; h++)
                     {
@@ -107,16 +112,22 @@ namespace MiniTransformer.Gauge
             Gemm.Multiply<F>(false, true, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C), C3, dxd, C, accumulate: true);
             Gemm.Multiply<F>(true, false, C, C, N, x.Data, C, dy.AsSpan(C), C3, dW.AsSpan(C), C3, accumulate: true);
             // x_R (gathered by the forward) → dW′_Q, dW′_V; scattered into the free rows of W_qkv's gradient.
-            Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy, C3, dwq, C, accumulate: false);
-            Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy.AsSpan(2 * C), C3, dwv, C, accumulate: false);
+            if (R > 0)
+            {
+                Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy, C3, dwq, C, accumulate: false);
+                Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy.AsSpan(2 * C), C3, dwv, C, accumulate: false);
+            }
             for (int i = 0; i < R; i++)
             {
                 var gq = dW.AsSpan(rs[i] * C3, C); TensorPrimitives.Add(gq, dwq.AsSpan(i * C, C), gq);
                 var gv = dW.AsSpan(rs[i] * C3 + 2 * C, C); TensorPrimitives.Add(gv, dwv.AsSpan(i * C, C), gv);
             }
             var dxr = sdx;
-            Gemm.Multiply<F>(false, true, N, R, C, dy, C3, wq, C, dxr, R, accumulate: false);
-            Gemm.Multiply<F>(false, true, N, R, C, dy.AsSpan(2 * C), C3, wv, C, dxr, R, accumulate: true);
+            if (R > 0)
+            {
+                Gemm.Multiply<F>(false, true, N, R, C, dy, C3, wq, C, dxr, R, accumulate: false);
+                Gemm.Multiply<F>(false, true, N, R, C, dy.AsSpan(2 * C), C3, wv, C, dxr, R, accumulate: true);
+            }
             Parallelism.For(N, Grain, (lo, hi) =>
             {
                 var acc = new F[dh];

@@ -89,6 +89,7 @@ public sealed class GaugeFixTests : IDisposable
     [Theory]
     [InlineData(2, true)]
     [InlineData(4, true)]
+    [InlineData(1, true)]    // one head: the identity is all of W_Q and W_V (no free rows)
     [InlineData(2, false)]   // per-head pivots: the per-head gather path
     [InlineData(4, false)]
     public void SkipKernelsMatchTheFullProjectionAndGiveFixedEntriesNoGradient(int heads, bool shared)
