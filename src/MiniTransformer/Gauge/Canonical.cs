@@ -269,17 +269,19 @@ public static class Canonical
     static void MapColsInPlace(ParamSet p, MapRef m, double[,] M)
     {
         int n = m.Cols;
+        var w = p[m.Weight];
+        var bias = m.HasBias ? p[m.Bias!] : null;
         var row = new double[n];
         for (int i = 0; i <= m.In; i++)
         {
-            bool bias = i == m.In;
-            if (bias && !m.HasBias) break;
-            for (int j = 0; j < n; j++) row[j] = bias ? m.GetBias(p, j) : m.Get(p, i, j);
+            bool isBias = i == m.In;
+            if (isBias && bias is null) break;
+            for (int j = 0; j < n; j++) row[j] = isBias ? bias![m.Col0 + j] : w[m.Index(i, j)];
             for (int j = 0; j < n; j++)
             {
                 double s = 0;
                 for (int k = 0; k < n; k++) s += row[k] * M[k, j];
-                if (bias) m.SetBias(p, j, s); else m.Set(p, i, j, s);
+                if (isBias) bias![m.Col0 + j] = s; else w[m.Index(i, j)] = s;
             }
         }
     }
@@ -288,15 +290,16 @@ public static class Canonical
     static void MapRowsInPlace(ParamSet p, MapRef m, int row0, double[,] M)
     {
         int k = M.GetLength(0);
+        var w = p[m.Weight];
         var col = new double[k];
         for (int j = 0; j < m.Cols; j++)
         {
-            for (int r = 0; r < k; r++) col[r] = m.Get(p, row0 + r, j);
+            for (int r = 0; r < k; r++) col[r] = w[m.Index(row0 + r, j)];
             for (int r = 0; r < k; r++)
             {
                 double s = 0;
                 for (int q = 0; q < k; q++) s += M[r, q] * col[q];
-                m.Set(p, row0 + r, j, s);
+                w[m.Index(row0 + r, j)] = s;
             }
         }
     }
