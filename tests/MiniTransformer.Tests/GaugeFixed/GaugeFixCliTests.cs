@@ -1,0 +1,74 @@
+using System.Text.Json;
+using MiniTransformer.Backends.Cpu;
+using MiniTransformer.Gauge;
+using MiniTransformer.IO;
+using MiniTransformer.Tests.Gauge;
+
+namespace MiniTransformer.Tests.GaugeFixed;
+
+/// <summary>mt gauge fix / diff / train --gauge-fixed, in-process.</summary>
+[Collection("cli")]
+public sealed class GaugeFixCliTests : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("mt-gaugefix-cli-").FullName;
+    public void Dispose() => Directory.Delete(dir, true);
+    string P(string name) => Path.Combine(dir, name);
+
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var err = new StringWriter(); var outw = new StringWriter();
+        var (se, so) = (Console.Error, Console.Out);
+        Console.SetError(err); Console.SetOut(outw);
+        try { return (MiniTransformer.Cli.Program.Main(args), outw.ToString(), err.ToString()); }
+        finally { Console.SetError(se); Console.SetOut(so); }
+    }
+
+    [Fact]
+    public void FixWritesGaugeJsonAndDiffReadsZeroForAGaugeTransform()
+    {
+        var model = GaugeTestModels.Generic(GaugeTestModels.Config(d: 6, H: 3, F: 10, V: 29, T: 8, L: 2, tied: false));
+        ModelFiles.Save(model, P("m"), StDType.F64);
+        var (code, o, err) = Run("gauge", "fix", "--model", P("m"), "--out", P("f"));
+        Assert.True(code == 0, err + o);
+        var g = JsonDocument.Parse(File.ReadAllText(P("f/gauge.json"))).RootElement;
+        int n = g.GetProperty("fixed").EnumerateArray().Sum(e => e.GetProperty("indices").GetArrayLength());
+        Assert.Equal(272, n);   // 282 flat − 10 residual (a rotation)
+        Assert.Equal(1064 - 272, g.GetProperty("free_parameters").GetInt32());
+        Assert.True(g.GetProperty("logprob_max_rel_deviation_f64").GetDouble() < 1e-12);
+        var f = ModelFiles.LoadGpt2(P("f"), CpuBackend<double>.Instance);
+        var fp = ParamSet.From(f.Parameters);
+        foreach (var e in g.GetProperty("fixed").EnumerateArray())
+        {
+            var t = fp[e.GetProperty("tensor").GetString()!];
+            var idx = e.GetProperty("indices").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            var val = e.GetProperty("values").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            for (int i = 0; i < idx.Length; i++) Assert.Equal(val[i], t[idx[i]]);
+        }
+
+        (code, _, err) = Run("gauge", "apply", "--model", P("m"), "--out", P("g"), "--kinds", "qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift", "--seed", "3");
+        Assert.True(code == 0, err);
+        (code, o, err) = Run("gauge", "diff", "--model", P("m"), "--model", P("g"), "--json");
+        Assert.True(code == 0, err + o);
+        var d = JsonDocument.Parse(o).RootElement;
+        Assert.True(d.GetProperty("naive_rel").GetDouble() > 0.1);
+        Assert.True(d.GetProperty("modulo_gauge_rel").GetDouble() < 1e-12);
+    }
+
+    [Fact]
+    public void TrainGaugeFixedWritesGaugeJsonAndKeepsTheFixedEntries()
+    {
+        var (code, o, err) = Run("train", "--arch", "gpt2", "--layers", "1", "--heads", "2", "--dim", "16", "--ffn", "16", "--data", "synthetic:induction",
+            "--steps", "4", "--batch", "2", "--seq", "16", "--eval-every", "4", "--eval-batches", "1", "--weight-decay", "0", "--gauge-fixed", "--out", P("run"));
+        Assert.True(code == 0, err + o);
+        var g = JsonDocument.Parse(File.ReadAllText(P("run/gauge.json"))).RootElement;
+        var m = ModelFiles.LoadGpt2(P("run/checkpoint"), CpuBackend<double>.Instance);
+        var p = ParamSet.From(m.Parameters);
+        foreach (var e in g.GetProperty("fixed").EnumerateArray())
+        {
+            var t = p[e.GetProperty("tensor").GetString()!];
+            var idx = e.GetProperty("indices").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+            var val = e.GetProperty("values").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            for (int i = 0; i < idx.Length; i++) Assert.Equal(val[i], t[idx[i]]);
+        }
+    }
+}
