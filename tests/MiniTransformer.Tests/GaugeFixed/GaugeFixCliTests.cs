@@ -45,7 +45,7 @@ public sealed class GaugeFixCliTests : IDisposable
             for (int i = 0; i < idx.Length; i++) Assert.Equal(val[i], t[idx[i]]);
         }
 
-        (code, _, err) = Run("gauge", "apply", "--model", P("m"), "--out", P("g"), "--kinds", "qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift", "--seed", "3");
+        (code, _, err) = Run("gauge", "apply", "--model", P("m"), "--out", P("g"), "--kinds", "qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift,mlp", "--seed", "3");
         Assert.True(code == 0, err);
         (code, o, err) = Run("gauge", "diff", "--model", P("m"), "--model", P("g"), "--json");
         Assert.True(code == 0, err + o);

@@ -56,7 +56,7 @@ public sealed class GaugeFixTests : IDisposable
         var p0 = ParamSet.From(m.Parameters);
         var p1 = p0.Clone();
         var rng = new Random(5);
-        foreach (var k in GaugeKind.Parse("qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift")) k.Apply(a, p1, rng);
+        foreach (var k in GaugeKind.Parse("qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift,mlp")) k.Apply(a, p1, rng);
         Assert.True(p1.Minus(p0).Norm() > 0.1 * p0.Norm());
         var c0 = Canonical.Fix(a, p0); var c1 = Canonical.Fix(a, p1);
         Assert.True(c1.Params.Minus(c0.Params).Norm() < 1e-12 * c0.Params.Norm(), $"{c1.Params.Minus(c0.Params).Norm():E2}");
