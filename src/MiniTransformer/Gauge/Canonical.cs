@@ -190,7 +190,7 @@ public static class Canonical
         var notRemoved = new Dictionary<string, string>
         {
             ["residual"] = "a rotation: no fixed entries remove it",
-            ["mlp"] = "a discrete permutation (no flat directions, no entries): hidden units ordered by their c_fc bias instead",
+            ["mlp"] = "a discrete permutation (no flat directions, no entries): hidden units ordered by the norm of their c_fc column and bias instead",
         };
         if (singleHead) notRemoved["lnmean"] = "kept: a single-head layer's d×d identity block in W_Q leaves no row to zero";
         // writer1: needs every attention block to have ≥ 2 heads (else one of its directions is already removed by ov/vbias/lnmean).
@@ -238,7 +238,7 @@ public static class Canonical
                 }
         }
 
-        // mlp: order each MLP's hidden units by their c_fc bias (a permutation: moves no fixed entry, since row 0 of
+        // mlp: order each MLP's hidden units by the norm of their c_fc column and bias (a permutation: moves no fixed entry, since row 0 of
         // c_fc and column 0 of c_proj are fixed as wholes).
         SortMlpUnits(a, p);
 
@@ -252,15 +252,17 @@ public static class Canonical
         return new CanonicalForm { Params = p, Fixed = b.Fixed, Removed = b.ByKind, QPivots = qPiv, VPivots = vPiv, NotRemoved = notRemoved };
     }
 
-    /// <summary>Permutes each MLP's hidden units into ascending order of their input bias (ties: by the unit's weights).</summary>
+    /// <summary>Permutes each MLP's hidden units into ascending order of their input map's squared norm (weights and bias).</summary>
     public static void SortMlpUnits(GaugeArch a, ParamSet p)
     {
         for (int l = 0; l < a.MlpIn.Length; l++)
         {
             MapRef fc = a.MlpIn[l], proj = a.MlpOut[l];
             if (!fc.HasBias) continue;
-            var key = Enumerable.Range(0, fc.Cols).Select(j => (Bias: fc.GetBias(p, j), Norm: Enumerable.Range(0, fc.In).Sum(i => fc.Get(p, i, j) * fc.Get(p, i, j)), J: j)).ToArray();
-            int[] pi = [.. key.OrderBy(k => k.Bias).ThenBy(k => k.Norm).Select(k => k.J)];
+            // The key is the unit's squared norm (weights and bias), not the bias alone: a fresh model's biases are all
+            // zero, and round-off would order their ties at random.
+            var key = Enumerable.Range(0, fc.Cols).Select(j => (Norm: fc.GetBias(p, j) * fc.GetBias(p, j) + Enumerable.Range(0, fc.In).Sum(i => fc.Get(p, i, j) * fc.Get(p, i, j)), J: j)).ToArray();
+            int[] pi = [.. key.OrderBy(k => k.Norm).ThenBy(k => k.J).Select(k => k.J)];
             if (pi.Select((x, i) => x == i).All(b => b)) continue;
             var src = p.Clone();
             for (int j = 0; j < fc.Cols; j++)

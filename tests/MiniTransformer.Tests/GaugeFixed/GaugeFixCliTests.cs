@@ -28,7 +28,15 @@ public sealed class GaugeFixCliTests : IDisposable
     {
         var model = GaugeTestModels.Generic(GaugeTestModels.Config(d: 6, H: 3, F: 10, V: 29, T: 8, L: 2, tied: false));
         ModelFiles.Save(model, P("m"), StDType.F64);
-        var (code, o, err) = Run("gauge", "fix", "--model", P("m"), "--out", P("f"));
+        // A fresh model (zero biases, unit gains) too: ties in the biases must not decide the canonical order.
+        var (code, o, err) = Run("init", "--arch", "gpt2", "--layers", "2", "--heads", "3", "--dim", "6", "--ffn", "10", "--vocab", "29", "--ctx", "8", "--seed", "2", "--untied", "--out", P("fresh"));
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("gauge", "apply", "--model", P("fresh"), "--out", P("fresh-g"), "--kinds", "qk,kbias,ov,vbias,lngain,lnbias,lnmean,writer1,embshift,mlp", "--seed", "5");
+        Assert.True(code == 0, err);
+        (code, o, err) = Run("gauge", "diff", "--model", P("fresh"), "--model", P("fresh-g"), "--json");
+        Assert.True(code == 0, err + o);
+        Assert.True(JsonDocument.Parse(o).RootElement.GetProperty("modulo_gauge_rel").GetDouble() < 1e-12, o);
+        (code, o, err) = Run("gauge", "fix", "--model", P("m"), "--out", P("f"));
         Assert.True(code == 0, err + o);
         var g = JsonDocument.Parse(File.ReadAllText(P("f/gauge.json"))).RootElement;
         int n = g.GetProperty("fixed").EnumerateArray().Sum(e => e.GetProperty("indices").GetArrayLength());
