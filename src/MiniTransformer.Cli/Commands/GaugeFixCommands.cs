@@ -94,7 +94,7 @@ public static class GaugeFixCommands
             Console.WriteLine($"{ma.Describe()}");
             Console.WriteLine($"{"distance",-14} {"‖A−B‖",12} {"relative",12}");
             Console.WriteLine($"{"naive",-14} {E(naive),12} {E(naiveRel),12}");
-            Console.WriteLine($"{"modulo gauge",-14} {E(gauge),12} {E(gaugeRel),12}   (removed: {string.Join(",", ca.Removed.Keys)}; not removed: {string.Join(",", ca.NotRemoved.Keys)}{(samePivots ? "" : "; pivot rows differ")})");
+            Console.WriteLine($"{"modulo gauge",-14} {E(gauge),12} {E(gaugeRel),12}   (removed: {string.Join(",", ca.Removed.Keys)}, mlp units ordered; not removed: {string.Join(",", ca.NotRemoved.Keys.Where(k => k != "mlp"))}{(samePivots ? "" : "; pivot rows differ")})");
             Console.WriteLine($"log-probabilities: max relative deviation {E(fdev)} on 4 random sequences");
             return 0;
         });
