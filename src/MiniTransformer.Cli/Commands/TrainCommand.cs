@@ -25,7 +25,8 @@ static class TrainCommand
         var evalBatches = new Option<int>("--eval-batches") { Description = "val batches per evaluation", DefaultValueFactory = _ => 4 };
         var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay on matrices and embeddings", DefaultValueFactory = _ => 0.1 };
         var clip = new Option<double>("--clip") { Description = "global gradient-norm clip (0: off)", DefaultValueFactory = _ => 1.0 };
-        var optimizer = new Option<string>("--optimizer") { Description = "adamw or sgd", DefaultValueFactory = _ => "adamw" };
+        var optimizer = new Option<string>("--optimizer") { Description = "adamw | sgd | sgdm (Nesterov) | ecd (energy-conserving descent; constant lr, default 1.0)", DefaultValueFactory = _ => "adamw" };
+        var sym = new SymmetryOptions();
         var outDir = new Option<string>("--out") { Description = "run folder", Required = true };
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
         var dtype = Common.Dtype();
@@ -38,6 +39,8 @@ static class TrainCommand
         foreach (Option o in new Option[] { model, data, steps, batch, seq, lr, warmup, accum, evalEvery, evalBatches, wd, clip, optimizer, outDir, resume, dtype, device, threads, vocabTxt, track })
             cmd.Options.Add(o);
         init.AddTo(cmd);
+        sym.AddTo(cmd);
+        cmd.Options.Add(GaugeFixCommands.GaugeFixedOption());
         cmd.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
@@ -50,25 +53,24 @@ static class TrainCommand
             if (arch != "bert" && r.GetValue(vocabTxt) is not null) throw new InputException("--vocab-txt: WordPiece vocabularies are for BERT (use --arch bert)");
             IDataSource source = arch == "bert" ? MlmSources.Create(r.GetValue(data)!, seed, r.GetValue(vocabTxt))
                 : DataSources.Create(r.GetValue(data)!, seed);
-            var kind = r.GetValue(optimizer) switch
-            {
-                "adamw" => OptimizerKind.AdamW,
-                "sgd" => OptimizerKind.Sgd,
-                var o => throw new InputException($"--optimizer: unknown optimizer '{o}'; expected adamw or sgd"),
-            };
-            var config = new TrainConfig(r.GetValue(steps), r.GetValue(batch), r.GetValue(seq), r.GetValue(lr), r.GetValue(warmup),
+            var kind = SymmetryOptions.Kind(r.GetValue(optimizer)!);
+            bool ecd = kind == OptimizerKind.Ecd;   // ECD: constant Δt (no warm-up or decay), no clipping, no decay unless asked
+            var config = new TrainConfig(r.GetValue(steps), r.GetValue(batch), r.GetValue(seq), SymmetryOptions.LearningRate(r, lr, kind),
+                ecd ? 0 : r.GetValue(warmup), MinLrFraction: ecd ? 1.0 : 0.1,
                 GradAccum: r.GetValue(accum), EvalEvery: r.GetValue(evalEvery), EvalBatches: r.GetValue(evalBatches), Seed: seed,
-                Optimizer: new OptimizerConfig(kind, WeightDecay: r.GetValue(wd), GradClip: r.GetValue(clip)));
+                Optimizer: sym.Apply(r, new OptimizerConfig(kind, WeightDecay: ecd && r.GetResult(wd) is null or { Implicit: true } ? 0 : r.GetValue(wd), GradClip: r.GetValue(clip))));
+            if (sym.Requested(r) && (isResume || r.GetValue(model) is not null || arch != "gpt2"))
+                throw new InputException("--symmetry-breaking/--mlp: apply to a new GPT-2 (init flags); a checkpoint keeps the settings it was trained with");
             config.Validate();
             bool tr = r.GetValue(track);
-            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr);
-            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!), tr);
+            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr, sym);
+            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!), tr, sym);
             return 0;
         });
         return cmd;
     }
 
-    static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops, bool track = false)
+    static void Run<F>(ParseResult r, InitOptions init, string? modelPath, IDataSource data, TrainConfig config, string run, bool resume, IBackend<F> ops, bool track = false, SymmetryOptions? sym = null)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
         ILanguageModel<F> model;
@@ -78,14 +80,32 @@ static class TrainCommand
             model = ModelFiles.Load(ck, ops);
         }
         else if (modelPath is not null) model = ModelFiles.Load(modelPath, ops);
+        else if (sym is not null && sym.Requested(r))
+        {
+            var g = new Gpt2<F>(sym.ApplyTo(r, init.Config(r, data.VocabSize)), ops);
+            g.InitializeRandom(config.Seed);
+            model = g;
+        }
         else model = init.NewModel(r, data.VocabSize, ops, config.Seed);
         Action<Trainer<F>>? setup = null;
+        if (config.Opt.Kind == OptimizerKind.Ecd)
+            setup = t =>
+            {
+                t.StepMetrics += (_, line) => { if (t.Optimizer.Ecd!.LastSkipped) line["ecd_skipped"] = true; };
+                t.Evaluated += e =>
+                {
+                    if (t.Optimizer.Ecd!.Skipped > 0)
+                        Spectre.Console.AnsiConsole.MarkupLine($"  [yellow]ecd: {t.Optimizer.Ecd.Skipped} step(s) skipped so far because F − F₀ ≤ 0 (F₀ = {config.Opt.EcdF0}); lower --ecd-f0 below the reachable loss[/]");
+                };
+            };
         if (track)
         {
             // The reference C₀ is the starting model's (kept in the run folder, so a resumed run keeps measuring from it).
             var tracker = new MiniTransformer.Gauge.ConservedTracker<F>(model, run, reuse: resume);
-            setup = t => t.StepMetrics += (_, line) => tracker.AddTo(line);
+            var prev = setup;
+            setup = t => { prev?.Invoke(t); t.StepMetrics += (_, line) => tracker.AddTo(line); };
         }
+        if (r.GetValue<bool>("--gauge-fixed")) setup = GaugeFixCommands.SetupTraining(model, run, resume, config, setup);
         TrainRun.Execute(model, data, config, ops, run, resume, $"mt train: {data.Spec}{(model.Arch == "bert" ? " (BERT masked LM)" : "")}", setup: setup);
     }
 }

@@ -32,6 +32,10 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
     public Parameter<F> Wo { get; }
     public Parameter<F> Bo { get; }
     public IEnumerable<Parameter<F>> Parameters => [Wqkv, Bqkv, Wo, Bo];
+    /// <summary>An alternative QKV projection (gauge-fixed training's skip kernels); null: x·W_qkv + b_qkv.</summary>
+    public IQkvProjection<F>? Projection { get; set; }
+    /// <summary>Stochastic symmetry-breaking biases (null: none, the standard block).</summary>
+    public AttentionBiases<F>? Biases { get; set; }
 
     // Saved activations (the analysis surface): qkv [B,T,3C], pattern [B,NH,T,T], z [B,T,C] (heads concatenated), y [B,T,C].
     public Tensor<F> Qkv { get; private set; } = new(0);
@@ -53,7 +57,9 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
     {
         Ensure(b, t);
         int N = B * T;
-        ops.MatmulForward(Qkv, x, Wqkv.Value, Bqkv.Value, N, C, 3 * C, layout);
+        if (Projection is null) ops.MatmulForward(Qkv, x, Wqkv.Value, Bqkv.Value, N, C, 3 * C, layout);
+        else Projection.Forward(Qkv, x, N);   // gauge-fixed: identity blocks skipped
+        Biases?.Apply(Qkv, N, C, NH);   // symmetry breaking: q ← q + b_Q, v ← v + b_V (unlearned; backward unchanged)
         ops.AttentionForward(Z, Pattern, Qkv, keyMask, B, T, C, NH, causal);
         ops.MatmulForward(Y, Z, Wo.Value, Bo.Value, N, C, C, layout);
         return Y;
@@ -75,7 +81,8 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
         dZ.Clear(); dQkv.Clear();
         ops.MatmulBackward(dZ, Wo.Grad, Bo.Grad, dY, Z, Wo.Value, N, C, C, layout);
         ops.AttentionBackward(dQkv, dZ, Qkv, Pattern, B, T, C, NH);
-        ops.MatmulBackward(dx, Wqkv.Grad, Bqkv.Grad, dQkv, x, Wqkv.Value, N, C, 3 * C, layout);
+        if (Projection is null) ops.MatmulBackward(dx, Wqkv.Grad, Bqkv.Grad, dQkv, x, Wqkv.Value, N, C, 3 * C, layout);
+        else Projection.Backward(dx, dQkv, x, N);
     }
 }
 
@@ -89,9 +96,11 @@ public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
     int N = -1;
 
     public MlpBlock(IBackend<F> ops, string prefix, int C, int ffn, GeluForm gelu, WeightLayout layout,
-        string fcName, string projName)
+        string fcName, string projName, bool prelu = false)
     {
         this.ops = ops; this.C = C; Ffn = ffn; this.gelu = gelu; this.layout = layout;
+        // PReLU (symmetry-breaking option): learnable per-feature negative slopes, the engine's own tensor name.
+        if (prelu) Slopes = new($"{prefix}act.weight", new Tensor<F>(ffn));
         Wfc = new($"{prefix}{fcName}.weight", layout == WeightLayout.InOut ? new Tensor<F>(C, ffn) : new Tensor<F>(ffn, C));
         Bfc = new($"{prefix}{fcName}.bias", new Tensor<F>(ffn));
         Wproj = new($"{prefix}{projName}.weight", layout == WeightLayout.InOut ? new Tensor<F>(ffn, C) : new Tensor<F>(C, ffn));
@@ -102,7 +111,9 @@ public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
     public Parameter<F> Bfc { get; }
     public Parameter<F> Wproj { get; }
     public Parameter<F> Bproj { get; }
-    public IEnumerable<Parameter<F>> Parameters => [Wfc, Bfc, Wproj, Bproj];
+    public IEnumerable<Parameter<F>> Parameters => Slopes is null ? [Wfc, Bfc, Wproj, Bproj] : [Wfc, Bfc, Slopes, Wproj, Bproj];
+    /// <summary>PReLU negative slopes [F] when the MLP uses PReLU instead of GELU; else null.</summary>
+    public Parameter<F>? Slopes { get; }
 
     // Saved activations: pre-activation h [N,F], post-activation gelu(h) [N,F], output y [N,C].
     public Tensor<F> Pre { get; private set; } = new(0);
@@ -118,7 +129,8 @@ public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
             Pre = new(N, Ffn); Post = new(N, Ffn); Y = new(N, C); dPre = new(N, Ffn); dPost = new(N, Ffn);
         }
         ops.MatmulForward(Pre, x, Wfc.Value, Bfc.Value, N, C, Ffn, layout);
-        ops.GeluForward(Post, Pre, N * Ffn, gelu);
+        if (Slopes is not null) ops.PreluForward(Post, Pre, Slopes.Value, N, Ffn);
+        else ops.GeluForward(Post, Pre, N * Ffn, gelu);
         ops.MatmulForward(Y, Post, Wproj.Value, Bproj.Value, N, Ffn, C, layout);
         return Y;
     }
@@ -127,7 +139,8 @@ public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
     {
         dPost.Clear(); dPre.Clear();
         ops.MatmulBackward(dPost, Wproj.Grad, Bproj.Grad, dY, Post, Wproj.Value, N, Ffn, C, layout);
-        ops.GeluBackward(dPre, dPost, Pre, N * Ffn, gelu);
+        if (Slopes is not null) ops.PreluBackward(dPre, Slopes.Grad, dPost, Pre, Slopes.Value, N, Ffn);
+        else ops.GeluBackward(dPre, dPost, Pre, N * Ffn, gelu);
         ops.MatmulBackward(dx, Wfc.Grad, Bfc.Grad, dPre, x, Wfc.Value, N, C, Ffn, layout);
     }
 }

@@ -49,6 +49,8 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
 
     /// <summary>First step to run (non-zero after <see cref="Resume"/>).</summary>
     public int StartStep { get; private set; }
+    /// <summary>The optimizer (e.g. for ECD's skipped-step count).</summary>
+    public Optimizer<F> Optimizer => optimizer;
     public List<StepReport> History { get; } = [];
     public List<EvalReport> Evals { get; } = [];
 
@@ -81,6 +83,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             for (int micro = 0; micro < config.GradAccum; micro++)
             {
                 data.GetBatch(Split.Train, (long)step * config.GradAccum + micro, B, T, inputs, targets);
+                (model as IStochasticForward)?.SetForwardMode(true, config.Seed, (long)step * config.GradAccum + micro);
                 var (sum, count) = model.Forward(inputs, targets, B, T);
                 // Mean over each micro-batch's scored tokens, averaged over micro-batches.
                 if (count > 0) model.Backward(1.0 / (count * config.GradAccum));
@@ -91,7 +94,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             if (!double.IsFinite(loss))
                 throw Diverged($"loss is {loss} at step {step + 1}");
             double lr = config.LearningRateAt(step);
-            double norm = optimizer.Update(lr);
+            double norm = optimizer.Update(lr, loss);
             if (!double.IsFinite(norm))
                 throw Diverged($"gradient norm is {norm} at step {step + 1}");
             sw.Stop();
@@ -181,6 +184,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         for (int i = 0; i < batches; i++)
         {
             data.GetBatch(Split.Val, i, B, T, inputs, targets);
+            (model as IStochasticForward)?.SetForwardMode(false, 0, 0);   // evaluation: the biases' means
             var (sum, n) = model.Forward(inputs, targets, B, T);
             lossSum += sum; count += n;
             var logits = model.Logits.Data;
@@ -212,8 +216,8 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         for (int i = 0; i < optimizer.M.Length; i++)
         {
             var p = model.Parameters[i];
-            tensors.Add(ModelFiles.ToStored<F>("m/" + p.Name, optimizer.M[i].Span, p.Value.Shape, dtype));
-            tensors.Add(ModelFiles.ToStored<F>("v/" + p.Name, optimizer.V[i].Span, p.Value.Shape, dtype));
+            tensors.Add(ModelFiles.ToStored<F>("m/" + p.Name, optimizer.M[i].Span, optimizer.M[i].Shape, dtype));
+            if (optimizer.V.Length > 0) tensors.Add(ModelFiles.ToStored<F>("v/" + p.Name, optimizer.V[i].Span, optimizer.V[i].Shape, dtype));
         }
         var meta = new Dictionary<string, string>
         {
@@ -222,6 +226,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
             ["data"] = data.Spec,
             ["train_config"] = JsonSerializer.Serialize(config),
         };
+        foreach (var (k, v) in optimizer.ExtraState()) meta[k] = v;
         SafeTensors.Write(Path.Combine(tmp, StateFile), tensors, meta);
         SlowCheckpointForTests();
         // Which data (and so which tokenizer) the model was trained on, for `mt generate`.
@@ -286,11 +291,12 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         CheckSameRun(state);
         StartStep = startStep;
         optimizer.Step = optimizerStep;
+        optimizer.RestoreExtraState(state.Metadata, state.Path);
         for (int i = 0; i < optimizer.M.Length; i++)
         {
             var p = model.Parameters[i];
             ModelFiles.CopyInto(new Parameter<F>(p.Name, optimizer.M[i]), state["m/" + p.Name], state.Path);
-            ModelFiles.CopyInto(new Parameter<F>(p.Name, optimizer.V[i]), state["v/" + p.Name], state.Path);
+            if (optimizer.V.Length > 0) ModelFiles.CopyInto(new Parameter<F>(p.Name, optimizer.V[i]), state["v/" + p.Name], state.Path);
         }
         if (StartStep > config.Steps)
             throw new InputException($"{checkpointDir}: checkpoint is at step {StartStep}, beyond --steps {config.Steps}");
