@@ -128,9 +128,12 @@ public sealed class MlpBlock<F> where F : unmanaged, IFloatingPointIeee754<F>
             N = n;
             Pre = new(N, Ffn); Post = new(N, Ffn); Y = new(N, C); dPre = new(N, Ffn); dPost = new(N, Ffn);
         }
-        ops.MatmulForward(Pre, x, Wfc.Value, Bfc.Value, N, C, Ffn, layout);
-        if (Slopes is not null) ops.PreluForward(Post, Pre, Slopes.Value, N, Ffn);
-        else ops.GeluForward(Post, Pre, N * Ffn, gelu);
+        if (Slopes is not null)
+        {
+            ops.MatmulForward(Pre, x, Wfc.Value, Bfc.Value, N, C, Ffn, layout);
+            ops.PreluForward(Post, Pre, Slopes.Value, N, Ffn);
+        }
+        else ops.MatmulGeluForward(Pre, Post, x, Wfc.Value, Bfc.Value, N, C, Ffn, layout, gelu);   // gelu in the epilogue
         ops.MatmulForward(Y, Post, Wproj.Value, Bproj.Value, N, Ffn, C, layout);
         return Y;
     }
@@ -161,6 +164,14 @@ public sealed class LayerNormBlock<F>(IBackend<F> ops, string name, int C, doubl
     {
         if (n != N) { N = n; Y = new(N, C); mean = new(N); rstd = new(N); }
         ops.LayerNormForward(Y, mean, rstd, x, Gamma.Value, Beta.Value, N, C, eps);
+        return Y;
+    }
+
+    /// <summary>resid = a + b, then Y = LN(resid), in one pass over the rows.</summary>
+    public Tensor<F> ForwardResidual(Tensor<F> resid, Tensor<F> a, Tensor<F> b, int n)
+    {
+        if (n != N) { N = n; Y = new(N, C); mean = new(N); rstd = new(N); }
+        ops.ResidualLayerNormForward(resid, Y, mean, rstd, a, b, Gamma.Value, Beta.Value, N, C, eps);
         return Y;
     }
 

@@ -126,16 +126,16 @@ public sealed class Gpt2<F> : ILanguageModel<F>, IStochasticForward where F : un
         int N = B * T, C = Config.NEmbd, V = Config.VocabSize;
 
         ops.EmbeddingForward(Embedded, ids, default, Wte.Value, Wpe.Value, null, B, T, C);
-        var x = Embedded;
-        foreach (var l in Layers)
+        // Each residual add is fused with the LayerNorm that reads its result: x ← x + f(·) and LN(x) in one pass.
+        var h = Layers.Count > 0 ? Layers[0].Ln1.Forward(Embedded, N) : LnF.Forward(Embedded, N);
+        for (int i = 0; i < Layers.Count; i++)
         {
-            var a = l.Attn.Forward(l.Ln1.Forward(x, N), keyMask, B, T);
-            ops.ResidualForward(l.ResidMid, x, a, N * C);
-            var m = l.Mlp.Forward(l.Ln2.Forward(l.ResidMid, N), N);
-            ops.ResidualForward(l.ResidPost, l.ResidMid, m, N * C);
-            x = l.ResidPost;
+            var l = Layers[i];
+            var xIn = i > 0 ? Layers[i - 1].ResidPost : Embedded;
+            var a = l.Attn.Forward(h, keyMask, B, T);
+            var m = l.Mlp.Forward(l.Ln2.ForwardResidual(l.ResidMid, xIn, a, N), N);
+            h = (i + 1 < Layers.Count ? Layers[i + 1].Ln1 : LnF).ForwardResidual(l.ResidPost, l.ResidMid, m, N);
         }
-        var h = LnF.Forward(x, N);
         ops.MatmulForward(Logits, h, OutputMap.Value, null, N, C, V, WeightLayout.OutIn);
 
         hasTargets = targets is not null;
