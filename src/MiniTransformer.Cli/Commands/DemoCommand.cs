@@ -14,8 +14,9 @@ namespace MiniTransformer.Cli.Commands;
 static class DemoCommand
 {
     /// <summary>
-    /// The demo model: 3 layers, 4 heads, d = 64, context 32. An induction head needs two layers; with three, the
-    /// sharp drop in loss when the induction circuit forms comes within ~1500 steps here (two layers plateaued near 80 %).
+    /// The demo model: 3 layers, 4 heads, d = 64, context 32. An induction head needs two layers; with three, the loss
+    /// drops once the induction circuit forms (two layers plateaued near 80 % here). When it forms depends on the exact
+    /// rounding of the kernels, so the default 4000 steps leave a margin (95.6 % held-out copy accuracy when measured).
     /// </summary>
     public static Gpt2Config ModelConfig(int vocab) => new(vocab, NPositions: 32, NEmbd: 64, NLayer: 3, NHead: 4);
 
@@ -24,7 +25,7 @@ static class DemoCommand
 
     public static Command Create()
     {
-        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 2500 };
+        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 4000 };
         var outDir = new Option<string>("--out") { Description = "run folder", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
         var threads = Common.Threads();
         var cmd = new Command("demo", "Train a small GPT-2 on a synthetic induction task (CPU, no downloads, ~2 minutes) and report.");
