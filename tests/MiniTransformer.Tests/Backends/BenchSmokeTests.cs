@@ -9,14 +9,7 @@ namespace MiniTransformer.Tests.Backends;
 [Collection("cli")]
 public sealed class BenchSmokeTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        var (so, se) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (MiniTransformer.Cli.Program.Main(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(so); Console.SetError(se); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     [Fact]
     public void Bench_train_json_has_the_contract_keys()

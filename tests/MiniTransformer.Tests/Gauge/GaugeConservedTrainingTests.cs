@@ -47,14 +47,7 @@ public sealed class GaugeConservedTrainingTests : IDisposable
         Assert.True(a2 > 0.1 && a2 > 1e4 * s2 && a1 > 1e4 * s1, $"AdamW drift {a1:E2} at lr 0.01, {a2:E2} at lr 0.001 (SGD {s1:E2}, {s2:E2})");
     }
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var err = new StringWriter(); var outw = new StringWriter();
-        var (se, so) = (Console.Error, Console.Out);
-        Console.SetError(err); Console.SetOut(outw);
-        try { return (MiniTransformer.Cli.Program.Main(args), outw.ToString(), err.ToString()); }
-        finally { Console.SetError(se); Console.SetOut(so); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     [Theory]
     [InlineData("gpt2")]

@@ -14,14 +14,7 @@ public sealed class GaugeFixCliTests : IDisposable
     public void Dispose() => Directory.Delete(dir, true);
     string P(string name) => Path.Combine(dir, name);
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var err = new StringWriter(); var outw = new StringWriter();
-        var (se, so) = (Console.Error, Console.Out);
-        Console.SetError(err); Console.SetOut(outw);
-        try { return (MiniTransformer.Cli.Program.Main(args), outw.ToString(), err.ToString()); }
-        finally { Console.SetError(se); Console.SetOut(so); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => InProcessCli.Run(args);
 
     [Fact]
     public void FixWritesGaugeJsonAndDiffReadsZeroForAGaugeTransform()
