@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Buffers.Binary;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
@@ -111,98 +112,55 @@ public sealed class StTensor
     }
 
     /// <summary>All elements as float64. F16/BF16/F32 widen exactly; integers convert; BOOL gives 0/1.</summary>
-    public double[] ToDoubles()
-    {
-        var result = new double[ElementCount];
-        ReadOnlySpan<byte> b = Bytes;
-        switch (DType)
-        {
-            case StDType.F64:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadDoubleLittleEndian(b[(8 * i)..]);
-                break;
-            case StDType.F32:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(b[(4 * i)..]);
-                break;
-            case StDType.F16:
-                for (int i = 0; i < result.Length; i++) result[i] = (double)BinaryPrimitives.ReadHalfLittleEndian(b[(2 * i)..]);
-                break;
-            case StDType.BF16:
-                for (int i = 0; i < result.Length; i++) result[i] = BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(b[(2 * i)..]));
-                break;
-            case StDType.I32:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt32LittleEndian(b[(4 * i)..]);
-                break;
-            case StDType.I64:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt64LittleEndian(b[(8 * i)..]);
-                break;
-            case StDType.U8:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i];
-                break;
-            case StDType.BOOL:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i] != 0 ? 1.0 : 0.0;
-                break;
-        }
-        return result;
-    }
+    public double[] ToDoubles() => Convert<double>();
 
     /// <summary>All elements as float32 (F64 and I64 round to nearest; the others are exact).</summary>
     public float[] ToFloats()
     {
-        ReadOnlySpan<byte> b = Bytes;
-        if (DType == StDType.F32)
-        {
-            if (BitConverter.IsLittleEndian) return MemoryMarshal.Cast<byte, float>(b).ToArray();
-            var f = new float[ElementCount];
-            for (int i = 0; i < f.Length; i++) f[i] = BinaryPrimitives.ReadSingleLittleEndian(b[(4 * i)..]);
-            return f;
-        }
-        var result = new float[ElementCount];
-        switch (DType)
-        {
-            case StDType.F16:
-                for (int i = 0; i < result.Length; i++) result[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(b[(2 * i)..]);
-                break;
-            case StDType.BF16:
-                for (int i = 0; i < result.Length; i++) result[i] = BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(b[(2 * i)..]));
-                break;
-            case StDType.F64:
-                for (int i = 0; i < result.Length; i++) result[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(b[(8 * i)..]);
-                break;
-            case StDType.I32:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt32LittleEndian(b[(4 * i)..]);
-                break;
-            case StDType.I64:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt64LittleEndian(b[(8 * i)..]);
-                break;
-            case StDType.U8:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i];
-                break;
-            case StDType.BOOL:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i] != 0 ? 1f : 0f;
-                break;
-        }
-        return result;
+        if (DType == StDType.F32 && BitConverter.IsLittleEndian) return MemoryMarshal.Cast<byte, float>(Bytes).ToArray();
+        return Convert<float>();
     }
 
     /// <summary>All elements as int64, for I32/I64/U8/BOOL; float dtypes throw <see cref="InputException"/>.</summary>
     public long[] ToInt64s()
     {
         RequireInteger("int64");
-        var result = new long[ElementCount];
+        return Convert<long>();
+    }
+
+    /// <summary>
+    /// Every element converted to <typeparamref name="T"/> (the loop per dtype, so the switch is taken once):
+    /// floating-point targets round to nearest, integer targets take integer sources exactly.
+    /// </summary>
+    private T[] Convert<T>() where T : INumberBase<T>
+    {
+        var result = new T[ElementCount];
         ReadOnlySpan<byte> b = Bytes;
         switch (DType)
         {
+            case StDType.F64:
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(BinaryPrimitives.ReadDoubleLittleEndian(b[(8 * i)..]));
+                break;
+            case StDType.F32:
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(BinaryPrimitives.ReadSingleLittleEndian(b[(4 * i)..]));
+                break;
+            case StDType.F16:
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating((float)BinaryPrimitives.ReadHalfLittleEndian(b[(2 * i)..]));
+                break;
+            case StDType.BF16:
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(b[(2 * i)..])));
+                break;
             case StDType.I32:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt32LittleEndian(b[(4 * i)..]);
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(BinaryPrimitives.ReadInt32LittleEndian(b[(4 * i)..]));
                 break;
             case StDType.I64:
-                for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadInt64LittleEndian(b[(8 * i)..]);
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(BinaryPrimitives.ReadInt64LittleEndian(b[(8 * i)..]));
                 break;
             case StDType.U8:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i];
+                for (int i = 0; i < result.Length; i++) result[i] = T.CreateTruncating(b[i]);
                 break;
             case StDType.BOOL:
-                for (int i = 0; i < result.Length; i++) result[i] = b[i] != 0 ? 1 : 0;
+                for (int i = 0; i < result.Length; i++) result[i] = b[i] != 0 ? T.One : T.Zero;
                 break;
         }
         return result;
