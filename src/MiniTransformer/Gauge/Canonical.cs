@@ -418,22 +418,7 @@ public static class Canonical
     public static int[] Pivots(double[,] M, int exclude)
     {
         int n = M.GetLength(0), k = M.GetLength(1);
-        var Q = (double[,])M.Clone();
-        for (int pass = 0; pass < 2; pass++)
-            for (int j = 0; j < k; j++)
-            {
-                for (int l = 0; l < j; l++)
-                {
-                    double dot = 0;
-                    for (int i = 0; i < n; i++) dot += Q[i, j] * Q[i, l];
-                    for (int i = 0; i < n; i++) Q[i, j] -= dot * Q[i, l];
-                }
-                double norm = 0;
-                for (int i = 0; i < n; i++) norm += Q[i, j] * Q[i, j];
-                norm = Math.Sqrt(norm);
-                if (norm == 0) throw new InputException("gauge fix: a head's query or value map is rank deficient; no identity block exists");
-                for (int i = 0; i < n; i++) Q[i, j] /= norm;
-            }
+        var Q = Orthonormal(M);
         var chosen = new List<int>();
         var used = new bool[n];
         if (exclude >= 0) used[exclude] = true;
