@@ -47,7 +47,7 @@ static class TrainRun
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(title)}[/]");
         AnsiConsole.MarkupLine($"  model  {Markup.Escape(model.Describe())} · {HumanCount(ParameterCount(model))} parameters · {ops.Name} · {Parallelism.Threads} threads");
         AnsiConsole.MarkupLine($"  data   {Markup.Escape(data.Describe())}");
-        AnsiConsole.MarkupLine($"  train  {config.Steps} steps × {config.Batch}×{config.Seq} tokens{(config.GradAccum > 1 ? $" × {config.GradAccum} accum" : "")}, lr {config.LearningRate} (warm-up {config.Warmup}, cosine)");
+        AnsiConsole.MarkupLine($"  train  {config.Steps} steps × {config.Batch}×{config.Seq} tokens{(config.GradAccum > 1 ? $" × {config.GradAccum} accum" : "")}, lr {config.LearningRate} ({config.ScheduleDescription})");
 
         trainer.Evaluated += e => AnsiConsole.MarkupLine(
             $"  step {e.Step,5}  train loss {Fmt(e.TrainLoss)}  val loss {Fmt(e.ValLoss)}  val accuracy {Fmt(100 * e.ValAccuracy, "F1")} %");

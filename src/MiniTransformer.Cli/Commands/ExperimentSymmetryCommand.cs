@@ -13,10 +13,11 @@ using static MiniTransformer.Cli.Commands.Common;
 namespace MiniTransformer.Cli.Commands;
 
 /// <summary>
-/// <c>mt experiment symmetry</c>: the grid of arXiv 2601.22257 on one data source — full (symmetric) model, b_Q, b_Q+b_V,
-/// each with AdamW and ECD, over seeds — with report.md (parameters, optimizer-state bytes, median step time, tokens/s,
-/// final val loss mean ± std, steps to a target loss) and loss.png. Each run lives in its own folder with checkpoints;
-/// a finished run leaves result.json, so an interrupted grid resumes where it stopped.
+/// <c>mt experiment symmetry</c>: the grid of arXiv 2601.22257 on one data source — full (symmetric) model, gauge-fixed
+/// (<c>mt train --gauge-fixed</c>: the redundancy removed), b_Q, b_Q+b_V (the symmetry broken), each with AdamW and ECD,
+/// over seeds — with report.md (trainable parameters, optimizer-state bytes, median step time, tokens/s, final val loss
+/// mean ± std, steps to a target loss) and loss.png. Each run lives in its own folder with checkpoints; a finished run
+/// leaves result.json, so an interrupted grid resumes where it stopped (an unfinished run resumes from its checkpoint).
 /// </summary>
 static class ExperimentSymmetryCommand
 {
@@ -25,11 +26,14 @@ static class ExperimentSymmetryCommand
     {
         var cmd = new Command("experiment", "Reproducible experiment grids that write a report.");
         cmd.Subcommands.Add(Symmetry());
+        cmd.Subcommands.Add(ExperimentRotationCommand.Create());
+        cmd.Subcommands.Add(ExperimentCovarianceCommand.Create());
         return cmd;
     }
 
-    sealed record Variant(string Name, bool Bq, bool Bv);
-    static readonly Variant[] Variants = [new("full", false, false), new("bq", true, false), new("bq+bv", true, true)];
+    sealed record Variant(string Name, bool Bq, bool Bv, bool Fixed = false);
+    static readonly Variant[] AllVariants =
+        [new("full", false, false), new("fixed", false, false, Fixed: true), new("bq", true, false), new("bq+bv", true, true)];
 
     public static Command Symmetry()
     {
@@ -49,10 +53,12 @@ static class ExperimentSymmetryCommand
         var ecdF0 = new Option<double>("--ecd-f0") { Description = "ECD F₀ (below the reachable loss; cross-entropy ≥ 0, so 0 is always safe)", DefaultValueFactory = _ => 0.0 };
         var optimizers = new Option<string>("--optimizers") { Description = "comma list of adamw, ecd, sgdm", DefaultValueFactory = _ => "adamw,ecd" };
         var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
+        var variants = new Option<string>("--variants") { Description = "comma list of full, fixed (gauge-fixed), bq, bq+bv", DefaultValueFactory = _ => "full,fixed,bq,bq+bv" };
+        var wdOpt = new Option<double>("--weight-decay") { Description = "AdamW/sgdm weight decay for every variant (default 0: weight decay is not gauge invariant, so full and gauge-fixed compare only without it)", DefaultValueFactory = _ => 0.0 };
         var target = new Option<double?>("--target-loss") { Description = "val loss for 'steps to target' (default: 1.1 × the best mean final val loss of the grid)" };
         var threads = Threads();
-        var cmd = new Command("symmetry", "Full vs symmetry-broken (b_Q, b_Q+b_V) GPT-2, each with AdamW and ECD, over seeds; writes report.md and loss.png.");
-        foreach (Option o in new Option[] { data, steps, seeds, outDir, layers, heads, dim, batch, seq, mlp, adamLr, ecdLr, ecdEta, ecdF0, optimizers, evalEvery, target, threads })
+        var cmd = new Command("symmetry", "Full vs gauge-fixed vs symmetry-broken (b_Q, b_Q+b_V) GPT-2, each with AdamW and ECD, over seeds; writes report.md and loss.png.");
+        foreach (Option o in new Option[] { data, steps, seeds, outDir, layers, heads, dim, batch, seq, mlp, adamLr, ecdLr, ecdEta, ecdF0, optimizers, evalEvery, variants, wdOpt, target, threads })
             cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
@@ -64,7 +70,15 @@ static class ExperimentSymmetryCommand
             foreach (var o in opts) SymmetryOptions.Kind(o);
             int nSeeds = r.GetValue(seeds), nSteps = r.GetValue(steps);
             if (nSeeds < 1) throw new InputException("--seeds: must be at least 1");
-            var runs = (from v in Variants from o in opts from s in Enumerable.Range(1, nSeeds) select (v, o, s)).ToList();
+            var chosen = r.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(n => AllVariants.FirstOrDefault(v => v.Name == n) ?? throw new InputException($"--variants: unknown '{n}'; expected full, fixed, bq or bq+bv"))
+                .Distinct().ToList();
+            if (chosen.Count == 0) throw new InputException("--variants: name at least one of full, fixed, bq, bq+bv");
+            double wd = r.GetValue(wdOpt);
+            if (!(wd >= 0) || !double.IsFinite(wd)) throw new InputException($"--weight-decay: must be a non-negative number (got {wd})");
+            if (chosen.Any(v => v.Fixed) && act == MlpActivation.Prelu)
+                throw new InputException("--variants fixed: the gauge-fixed variant is GELU only (a PReLU MLP has per-unit scalings the canonical form does not fix); use --mlp gelu or drop 'fixed'");
+            var runs = (from v in chosen from o in opts from s in Enumerable.Range(1, nSeeds) select (v, o, s)).ToList();
             var ops = CpuBackend<float>.Instance;
             int done = 0;
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -78,7 +92,7 @@ static class ExperimentSymmetryCommand
                 var src = DataSources.Create(r.GetValue(data)!, s);
                 var kind = SymmetryOptions.Kind(o);
                 bool ecd = kind == OptimizerKind.Ecd;
-                var opt = new OptimizerConfig(kind, WeightDecay: ecd ? 0 : 0.1, EcdEta: r.GetValue(ecdEta), EcdF0: r.GetValue(ecdF0));
+                var opt = new OptimizerConfig(kind, WeightDecay: ecd ? 0 : wd, EcdEta: r.GetValue(ecdEta), EcdF0: r.GetValue(ecdF0));
                 double lr = kind switch { OptimizerKind.Ecd => r.GetValue(ecdLr), OptimizerKind.Sgdm => 0.03, _ => r.GetValue(adamLr) };
                 var tc = new TrainConfig(nSteps, r.GetValue(batch), r.GetValue(seq), lr, ecd ? 0 : null, MinLrFraction: ecd ? 1.0 : 0.1,
                     EvalEvery: r.GetValue(evalEvery), EvalBatches: 4, Seed: s, Optimizer: opt);
@@ -94,6 +108,14 @@ static class ExperimentSymmetryCommand
                 if (ck is not null) model = ModelFiles.Load(ck, ops);
                 else { var g = new Gpt2<float>(cfg, ops); g.InitializeRandom(s); model = g; }
                 var trainer = new Trainer<float>(model, src, tc, ops, dir);
+                long fixedCount = 0;
+                if (v.Fixed)
+                {
+                    // Canonicalise the initial model (or, resuming, read the run's gauge.json), install the skip kernels and
+                    // restrict the optimizer's state to the free entries — before Resume reads the compact state back.
+                    GaugeFixCommands.SetupTraining(model, dir, ck is not null, tc, null, quiet: true)(trainer);
+                    fixedCount = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, GaugeFixCommands.GaugeFile)))!["fixed_count"]!.GetValue<long>();
+                }
                 if (ck is not null) trainer.Resume(ck);
                 double eta = ranHere == 0 ? double.NaN : clock.Elapsed.TotalSeconds / ranHere * (runs.Count - done + 1);
                 Console.WriteLine($"[{done}/{runs.Count}] {v.Name} {o} seed {s}{(ck is not null ? $" (resuming at step {trainer.StartStep})" : "")}{(double.IsNaN(eta) ? "" : $" · grid ETA {eta / 60:F1} min")}");
@@ -109,12 +131,13 @@ static class ExperimentSymmetryCommand
                 double median = times.Length > 0 ? times[times.Length / 2] : double.NaN;
                 var metrics = TrainRun.ReadMetrics(Path.Combine(dir, Trainer<float>.MetricsFile));
                 long parameters = model.Parameters.Sum(p => (long)p.Value.Length);
-                long stateBytes = (long)trainer.Optimizer.M.Length == 0 ? 0
-                    : (trainer.Optimizer.M.Sum(t => (long)t.Length) + trainer.Optimizer.V.Sum(t => (long)t.Length)) * sizeof(float);
+                // Moments as held (compact, free entries only, for the gauge-fixed variant).
+                long stateBytes = trainer.Optimizer.StateScalars * sizeof(float);
                 var res = new JsonObject
                 {
                     ["variant"] = v.Name, ["optimizer"] = o, ["seed"] = s, ["steps"] = nSteps,
-                    ["parameters"] = parameters, ["optimizer_state_bytes"] = stateBytes,
+                    ["parameters"] = parameters, ["fixed"] = fixedCount, ["trainable"] = parameters - fixedCount,
+                    ["optimizer_state_bytes"] = stateBytes, ["weight_decay"] = opt.WeightDecay,
                     ["median_step_ms"] = median, ["tokens_per_s"] = tc.Batch * tc.Seq / (median / 1000),
                     ["final_val_loss"] = metrics.Val.Count > 0 ? metrics.Val[^1].Item2 : double.NaN,
                     ["final_val_accuracy"] = metrics.Val.Count > 0 ? metrics.Val[^1].Item3 : double.NaN,
@@ -144,6 +167,9 @@ static class ExperimentSymmetryCommand
         sb.AppendLine("# Symmetry breaking experiment (arXiv 2601.22257)\n");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{RunInfo.CommandLine}` · commit {RunInfo.GitCommit} · {RunInfo.Cpu} · {Parallelism.Threads} threads · float32 CPU\n");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Seeds: {string.Join(", ", results.Select(o => (int)o["seed"]!).Distinct())} (each seed sets the initialisation, the data stream and the bias samples). Target loss for 'steps to target': {tgt:F4}{(target is null ? " (1.1 × the best mean final val loss)" : "")}.\n");
+        var decays = results.Where(o => (string)o["optimizer"]! != "ecd").Select(o => (double?)o["weight_decay"] ?? 0.1).Distinct().ToList();
+        if (decays.Count > 0)
+            sb.AppendLine(CultureInfo.InvariantCulture, $"AdamW/sgdm weight decay: {string.Join(", ", decays)}{(decays.All(x => x == 0) ? " (weight decay is not gauge invariant; without it the full and gauge-fixed models train the same function class on an equal footing)" : "")}; ECD: none.\n");
         sb.AppendLine("| model | optimizer | trainable params | optimizer state | median step | tokens/s | final val loss (mean ± std) | steps to target (per seed) | ECD skipped steps |");
         sb.AppendLine("|---|---|---:|---:|---:|---:|---|---|---:|");
         foreach (var g in groups)
@@ -156,9 +182,9 @@ static class ExperimentSymmetryCommand
                 return "—";
             });
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {g.Key.Item1} | {g.Key.Item2} | {(long)o0["parameters"]!:N0} | {(long)o0["optimizer_state_bytes"]! / 1024.0:F0} KiB | {Mean(g.Select(o => (double)o["median_step_ms"]!)):F1} ms | {Mean(g.Select(o => (double)o["tokens_per_s"]!)):F0} | {Mean(finals):F4} ± {Std(finals):F4} | {string.Join(", ", reach)} | {g.Sum(o => (int)o["ecd_skipped"]!)} |");
+                $"| {g.Key.Item1} | {g.Key.Item2} | {(long?)o0["trainable"] ?? (long)o0["parameters"]!:N0} | {(long)o0["optimizer_state_bytes"]! / 1024.0:F0} KiB | {Mean(g.Select(o => (double)o["median_step_ms"]!)):F1} ms | {Mean(g.Select(o => (double)o["tokens_per_s"]!)):F0} | {Mean(finals):F4} ± {Std(finals):F4} | {string.Join(", ", reach)} | {g.Sum(o => (int)o["ecd_skipped"]!)} |");
         }
-        sb.AppendLine("\nfull: the standard (symmetric) GPT-2; bq: q ← q + b_Q; bq+bv: also v ← v + b_V (b resampled every training forward, its mean at eval). No gauge-fixed row: `mt train --gauge-fixed` is not part of this grid yet.\n");
+        sb.AppendLine("\nfull: the standard (symmetric) GPT-2; fixed: the same initial model in canonical form (`mt train --gauge-fixed`: identity blocks in W_Q and W_V per head, biases and LayerNorm gains folded), only the free entries trained (trainable = total − fixed entries; optimizer state for them only; the Q/V identity blocks skipped by the kernels); bq: q ← q + b_Q; bq+bv: also v ← v + b_V (b resampled every training forward, its mean at eval).\n");
         sb.AppendLine("![val loss](loss.png)");
         File.WriteAllText(Path.Combine(root, "report.md"), sb.ToString());
 

@@ -31,11 +31,13 @@ public sealed class Ecd<F> where F : unmanaged, IFloatingPointIeee754<F>
         this.parameters = parameters; this.cfg = cfg;
         Momenta = [.. parameters.Select(p => new Tensor<F>(p.Value.Shape))];
         Dim = parameters.Sum(p => (long)p.Value.Length);
+        free = new int[]?[parameters.Count];
     }
 
-    /// <summary>One momentum tensor per parameter.</summary>
+    /// <summary>One momentum tensor per parameter (compact, free entries only, for a restricted parameter).</summary>
     public Tensor<F>[] Momenta { get; }
-    public long Dim { get; }
+    /// <summary>D: the number of coordinates ECD moves (all parameters, or the free entries after <see cref="RestrictTo"/>).</summary>
+    public long Dim { get; private set; }
     public bool Initialized { get; private set; }
     /// <summary>|p|² carried to the next step (1 right after initialisation).</summary>
     public double P2 { get; private set; }
@@ -44,18 +46,67 @@ public sealed class Ecd<F> where F : unmanaged, IFloatingPointIeee754<F>
     public int Skipped { get; private set; }
     public bool LastSkipped { get; private set; }
 
+    // Gauge-fixed training: per parameter null (all entries move) or the sorted free flat indices. A restricted
+    // parameter's momentum holds only its free entries, and the update runs on them gathered into scratch buffers (so
+    // ECD is the same dynamics on the free coordinates, with D = their count; fixed entries never move).
+    readonly int[]?[] free;
+    F[] qScratch = [], gScratch = [];
+
+    /// <summary>Restricts ECD to the free entries (before the first step): compact momenta, D = the free count.</summary>
+    public void RestrictTo(IReadOnlyList<int[]?> freeIndices)
+    {
+        if (Initialized) throw new InvalidOperationException("ECD: restrict before the first step");
+        long dim = 0;
+        int most = 0;
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            free[i] = freeIndices[i];
+            if (free[i] is int[] fi) { Momenta[i] = new Tensor<F>(fi.Length); most = Math.Max(most, fi.Length); }
+            dim += Momenta[i].Length;
+        }
+        Dim = dim;
+        qScratch = new F[most]; gScratch = new F[most];
+    }
+
+    /// <summary>The values of parameter i ECD moves: the tensor itself, or its free entries gathered into scratch.</summary>
+    Span<F> Values(int i)
+    {
+        var v = parameters[i].Value.Span;
+        if (free[i] is not int[] fi) return v;
+        var s = qScratch.AsSpan(0, fi.Length);
+        for (int k = 0; k < fi.Length; k++) s[k] = v[fi[k]];
+        return s;
+    }
+
+    Span<F> Grads(int i)
+    {
+        var g = parameters[i].Grad.Span;
+        if (free[i] is not int[] fi) return g;
+        var s = gScratch.AsSpan(0, fi.Length);
+        for (int k = 0; k < fi.Length; k++) s[k] = g[fi[k]];
+        return s;
+    }
+
+    /// <summary>Writes the updated free values back into parameter i (no-op for an unrestricted one).</summary>
+    void Store(int i, Span<F> values)
+    {
+        if (free[i] is not int[] fi) return;
+        var v = parameters[i].Value.Span;
+        for (int k = 0; k < fi.Length; k++) v[fi[k]] = values[k];
+    }
+
     /// <summary>One step with the loss F of the batch whose gradients are in the parameters; returns false when skipped.</summary>
     public bool Step(double learningRate, double loss)
     {
         double wd = cfg.WeightDecay;
         double q2 = 0;
-        if (wd != 0) foreach (var p in parameters) foreach (var x in p.Value.Span) { double v = double.CreateTruncating(x); q2 += v * v; }
+        if (wd != 0) for (int i = 0; i < parameters.Count; i++) foreach (var x in Values(i)) { double v = double.CreateTruncating(x); q2 += v * v; }
         if (Iteration == 0)   // as their code: (re)initialise until the first update is taken
         {
             double p2init = 0;
             for (int i = 0; i < parameters.Count; i++)
             {
-                var g = parameters[i].Grad.Span; var m = Momenta[i].Span;
+                var g = Grads(i); var m = Momenta[i].Span;
                 for (int j = 0; j < m.Length; j++) { double v = -double.CreateTruncating(g[j]); m[j] = F.CreateTruncating(v); p2init += v * v; }
             }
             double s = Math.Sqrt(1 / p2init);
@@ -74,18 +125,19 @@ public sealed class Ecd<F> where F : unmanaged, IFloatingPointIeee754<F>
         double p2 = 0;
         for (int i = 0; i < parameters.Count; i++)
         {
-            var q = parameters[i].Value.Span; var g = parameters[i].Grad.Span; var m = Momenta[i].Span;
+            var g = Grads(i); var m = Momenta[i].Span;
+            var q = wd != 0 ? Values(i) : default;
             double dot = 0;
             for (int j = 0; j < m.Length; j++)
             {
                 double pj = double.CreateTruncating(m[j]) * coef;
                 m[j] = F.CreateTruncating(pj);
-                dot += double.CreateTruncating(m[j]) * (double.CreateTruncating(g[j]) + wd * double.CreateTruncating(q[j]));
+                dot += double.CreateTruncating(m[j]) * (double.CreateTruncating(g[j]) + (wd != 0 ? wd * double.CreateTruncating(q[j]) : 0));
             }
             for (int j = 0; j < m.Length; j++)
             {
                 double pj = double.CreateTruncating(m[j]);
-                double gj = double.CreateTruncating(g[j]) + wd * double.CreateTruncating(q[j]);
+                double gj = double.CreateTruncating(g[j]) + (wd != 0 ? wd * double.CreateTruncating(q[j]) : 0);
                 double v = pj + prefactor / E * (gj - pj * dot);
                 m[j] = F.CreateTruncating(v);
                 double w = double.CreateTruncating(m[j]);
@@ -95,7 +147,7 @@ public sealed class Ecd<F> where F : unmanaged, IFloatingPointIeee754<F>
         double pnorm = Math.Sqrt(p2), p2new = 0;
         for (int i = 0; i < parameters.Count; i++)
         {
-            var q = parameters[i].Value.Span; var m = Momenta[i].Span;
+            var q = Values(i); var m = Momenta[i].Span;
             var rng = DetRng.From(0xEC0, Iteration, i);
             for (int j = 0; j < m.Length; j++)
             {
@@ -111,6 +163,7 @@ public sealed class Ecd<F> where F : unmanaged, IFloatingPointIeee754<F>
                 double w = double.CreateTruncating(m[j]);
                 p2new += w * w;
             }
+            Store(i, q);
         }
         double r = Math.Sqrt(p2new);
         foreach (var t in Momenta) { var m = t.Span; for (int j = 0; j < m.Length; j++) m[j] = F.CreateTruncating(pnorm * double.CreateTruncating(m[j]) / r); }

@@ -118,13 +118,13 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     /// <summary>
     /// Restricts the optimizer to the free entries: per parameter null (all free) or the sorted free flat indices. The
     /// moments of a restricted parameter hold only its free entries (none when it is entirely fixed); its fixed entries
-    /// never move. AdamW and SGD only.
+    /// never move. AdamW, SGD and SGD with momentum here; ECD restricts its own state (<see cref="Ecd{F}.RestrictTo"/>:
+    /// D becomes the free count).
     /// </summary>
     public void RestrictTo(IReadOnlyList<int[]?> freeIndices)
     {
-        if (Config.Kind is not (OptimizerKind.AdamW or OptimizerKind.Sgd))
-            throw new InputException("--gauge-fixed: supported with --optimizer adamw or sgd");
         free = [.. freeIndices];
+        Ecd?.RestrictTo(freeIndices);
         fixedIdx = new int[parameters.Count][];
         runs = new (int, int, int)[parameters.Count][];
         for (int i = 0; i < parameters.Count; i++)
@@ -134,6 +134,7 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
             foreach (int k in fi) isFree[k] = true;
             fixedIdx[i] = [.. Enumerable.Range(0, isFree.Length).Where(k => !isFree[k])];
             if (Config.Kind == OptimizerKind.AdamW) { M[i] = new Tensor<F>(fi.Length); V[i] = new Tensor<F>(fi.Length); }
+            else if (Config.Kind == OptimizerKind.Sgdm) M[i] = new Tensor<F>(fi.Length);
             var list = new List<(int, int, int)>();
             for (int k = 0; k < fi.Length;)
             {
@@ -159,7 +160,7 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     }
 
     /// <summary>
-    /// The AdamW (PyTorch's formula, as the CPU kernel) or SGD update on the free entries of parameter i only, run by
+    /// The AdamW (PyTorch's formula, as the CPU kernel), SGD or SGD-momentum update on the free entries of parameter i only, run by
     /// run: the free indices form contiguous runs in the tensor and in the compact moments alike, each updated with
     /// SIMD vectors.
     /// </summary>
@@ -203,6 +204,14 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
                     }
                 }
             });
+        }
+        else if (Config.Kind == OptimizerKind.Sgdm)
+        {
+            // Gather the free entries, take PyTorch's step on them (momentum buffer compact), scatter back.
+            var q = new Tensor<F>(fi.Length); var g = new Tensor<F>(fi.Length);
+            for (int k = 0; k < fi.Length; k++) { q.Data[k] = pv[fi[k]]; g.Data[k] = gv[fi[k]]; }
+            SgdMomentum.Step(q, g, M[i], lr, Config.Momentum, Config.Nesterov, wd, scale);
+            for (int k = 0; k < fi.Length; k++) pv[fi[k]] = q.Data[k];
         }
         else
         {

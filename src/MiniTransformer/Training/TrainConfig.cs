@@ -25,6 +25,12 @@ public sealed record TrainConfig(
         return min + 0.5 * (LearningRate - min) * (1 + Math.Cos(Math.PI * Math.Clamp(progress, 0, 1)));
     }
 
+    /// <summary>The schedule in words for banners: "constant" (ECD: no warm-up, no decay), else warm-up + cosine.</summary>
+    public string ScheduleDescription =>
+        Warmup == 0 && MinLrFraction == 1.0 ? "constant"
+        : MinLrFraction == 1.0 ? $"warm-up {Warmup}, then constant"
+        : $"warm-up {Warmup}, cosine to {MinLrFraction.ToString(System.Globalization.CultureInfo.InvariantCulture)}×";
+
     public void Validate()
     {
         void Need(bool ok, string flag, string what) { if (!ok) throw new InputException($"{flag}: {what}"); }
