@@ -107,7 +107,8 @@ static class GaugeCommand
             }
             else
             {
-                Console.WriteLine($"{m.Describe()} · {(f64 ? "float64" : "float32")} on the CPU · log-probabilities on 4 random sequences{(a.HasTypes ? " (random token types, one padded key)" : "")} · seed {s}");
+                string observed = a.EncoderOnly ? $"last hidden state{(HasPooler(a) ? " + pooler output" : "")}" : "log-probabilities";
+                Console.WriteLine($"{m.Describe()} · {(f64 ? "float64" : "float32")} on the CPU · {observed} on 4 random sequences{(a.HasTypes ? " (random token types, one padded key)" : "")} · seed {s}");
                 Console.WriteLine($"{"kind",-10} {"weights moved",13} {"max_abs",10} {"max_rel",10} {"random same-norm",17}  verdict");
                 foreach (var c in checks)
                 {
@@ -119,6 +120,9 @@ static class GaugeCommand
         });
         return cmd;
     }
+
+    /// <summary>An encoder-only BERT's pooler (part of its outputs) shows as the reader of its last LayerNorm.</summary>
+    static bool HasPooler(GaugeArch a) => a.EncoderOnly && a.MeanLns.Any(ln => ln.Readers.Any(r => r.Weight.StartsWith("bert.pooler", StringComparison.Ordinal)));
 
     static JsonNode? J(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
@@ -151,7 +155,7 @@ static class GaugeCommand
             }
             else (a, parameters) = FromConfig(path, r.GetValue(pooler));
             header = a.Arch == "bert"
-                ? $"BERT L={a.Layers} H={a.Heads} d={a.D} MLP={a.Ffn} V={a.Vocab} ctx={a.Positions} types={a.Types} ε={a.Eps}{(a.Tied ? " tied" : " untied")}{(a.UnusedCount > 0 ? " +pooler" : "")}: {parameters:N0} parameters"
+                ? $"BERT L={a.Layers} H={a.Heads} d={a.D} MLP={a.Ffn} V={a.Vocab} ctx={a.Positions} types={a.Types} ε={a.Eps}{(a.EncoderOnly ? " encoder-only" : a.Tied ? " tied" : " untied")}{(a.UnusedCount > 0 || HasPooler(a) ? " +pooler" : "")}: {parameters:N0} parameters"
                 : $"GPT-2 L={a.Layers} H={a.Heads} d={a.D} MLP={a.Ffn} V={a.Vocab} ctx={a.Positions} ε={a.Eps}{(a.Tied ? " tied" : " untied")}: {parameters:N0} parameters";
             var an = FlatDirections.Analytic(a, (int)Math.Min(parameters, int.MaxValue));
             NumericCount? n = null;
@@ -197,11 +201,11 @@ static class GaugeCommand
                 Console.WriteLine($"{k.Name,-10} {an.ByKind[k.Name],8}" + (g is null ? "" : $" {g.Generators,11} {g.Rank,10} {(g.Generators == 0 ? "-" : E(g.WorstRatio)),19}"));
             }
             string nearWhat = a.PreLn ? "the residual stream's scale" : "embedding and post-LN scales";
-            Console.WriteLine($"analytic: {an.Analytic:N0} flat of {parameters - an.Unused:N0} parameters reaching the logits; near-flat {an.NearFlat} ({nearWhat}, exact only at ε = 0); unused {an.Unused:N0}{(an.Unused > 0 ? " (pooler: never reaches the MLM logits)" : "")}");
+            Console.WriteLine($"analytic: {an.Analytic:N0} flat of {parameters - an.Unused:N0} parameters reaching the {(a.EncoderOnly ? "outputs (last hidden state" + (HasPooler(a) ? ", pooler output)" : ")") : "logits")}; near-flat {an.NearFlat} ({nearWhat}, exact only at ε = 0); unused {an.Unused:N0}{(an.Unused > 0 ? " (pooler: never reaches the MLM logits)" : "")}");
             if (n is not null)
             {
                 Console.WriteLine($"generic point (seed {r.GetValue(seed)}): {generic}");
-                Console.WriteLine($"numeric:  {n.Null} flat (Jacobian of the log-softmax outputs, {n.Rows}×{n.Parameters}, float64: rank {n.Rank}, cut at the largest gap σ{n.Rank}/σ{n.Rank + 1} = {E(n.GapRatio)})");
+                Console.WriteLine($"numeric:  {n.Null} flat (Jacobian of the {(a.EncoderOnly ? "last hidden state and pooler outputs" : "log-softmax outputs")}, {n.Rows}×{n.Parameters}, float64: rank {n.Rank}, cut at the largest gap σ{n.Rank}/σ{n.Rank + 1} = {E(n.GapRatio)})");
                 Console.WriteLine($"generators: {n.Generators.Sum(g => g.Generators)} tangent vectors span {n.TangentRank} dimensions, all in the null space (max ratio {E(n.Generators.Max(g => g.WorstRatio))}); near-flat directions: largest ratio {E(n.NearFlatRatio)}");
                 // At a tiny ε (BERT's default 1e-12) the near-flat directions sit at the round-off floor with the null ones.
                 bool withNear = n.Null == an.Analytic + an.NearFlat && n.NearFlatRatio < 1e-10;

@@ -1,5 +1,6 @@
 using MathNet.Numerics.LinearAlgebra;
 using MiniTransformer.Models;
+using MiniTransformer.Tensors;
 
 namespace MiniTransformer.Gauge;
 
@@ -15,7 +16,8 @@ public sealed record NumericCount(int Rows, int Parameters, double[] Singular, i
 
 /// <summary>
 /// Flat directions: the analytic count (from the kinds) and the numeric one, the rank deficiency of the exact
-/// Jacobian of the log-softmax outputs with respect to all parameters (float64), built from backward passes.
+/// Jacobian of the log-softmax outputs (encoder-only: the last hidden state and pooler output) with respect to all
+/// parameters (float64), built from backward passes.
 /// </summary>
 public static class FlatDirections
 {
@@ -58,6 +60,7 @@ public static class FlatDirections
     {
         var a = GaugeArch.For(model);
         var used = model.Parameters.Where(p => !a.Unused.Contains(p.Name)).ToList();
+        if (a.EncoderOnly) return EncoderJacobian((Bert<double>)model, a, used, minRows, seed, perPosition);
         int T = a.Positions, V = a.Vocab, P = used.Sum(p => p.Value.Length);
         int k = Math.Min(V, perPosition);
         int sequences = Math.Max(1, (minRows + T * k - 1) / (T * k));
@@ -92,6 +95,66 @@ public static class FlatDirections
                     row++;
                 }
             }
+        }
+        return J;
+    }
+
+    /// <summary>
+    /// Encoder-only BERT: the Jacobian of its outputs themselves, the last hidden state h[t, c] (every position t,
+    /// <paramref name="perPosition"/> random components c) and every pooler output component, on random sequences of full
+    /// context length with random token types. One forward per sequence; each row one backward pass seeded with a unit
+    /// gradient at that output.
+    /// </summary>
+    static Matrix<double> EncoderJacobian(Bert<double> model, GaugeArch a, List<Parameter<double>> used, int minRows, int seed, int perPosition)
+    {
+        int T = a.Positions, d = a.D, P = used.Sum(p => p.Value.Length);
+        int k = Math.Min(d, perPosition);
+        bool pooler = model.PoolW is not null;
+        int perSequence = T * k + (pooler ? d : 0);
+        int sequences = Math.Max(1, (minRows + perSequence - 1) / perSequence);
+        var rng = new Random(seed);
+        var J = Matrix<double>.Build.Dense(sequences * perSequence, P);
+        var hiddenGrad = new Tensor<double>(1, T, d);
+        var pooledGrad = new Tensor<double>(1, d);
+        var components = Enumerable.Range(0, d).ToArray();
+        int row = 0;
+        void Row(Tensor<double>? h, Tensor<double>? pooled)
+        {
+            foreach (var p in model.Parameters) p.Grad.Clear();
+            model.Backward(0, pooled, h);
+            int col = 0;
+            foreach (var p in used)
+            {
+                var g = p.Grad.Span;
+                for (int c = 0; c < g.Length; c++) J[row, col + c] = g[c];
+                col += g.Length;
+            }
+            row++;
+        }
+        for (int s = 0; s < sequences; s++)
+        {
+            var ids = new int[T];
+            for (int t = 0; t < T; t++) ids[t] = rng.Next(a.Vocab);
+            var types = new int[T];
+            for (int t = 0; t < T; t++) types[t] = (s + t) % a.Types == 0 ? 0 : rng.Next(a.Types);
+            model.Forward(ids, null, 1, T, types, null);
+            for (int t = 0; t < T; t++)
+            {
+                rng.Shuffle(components);
+                for (int r = 0; r < k; r++)
+                {
+                    hiddenGrad.Clear();
+                    hiddenGrad.Span[t * d + components[r]] = 1;
+                    Row(hiddenGrad, null);
+                }
+            }
+            if (pooler)
+                for (int c = 0; c < d; c++)
+                {
+                    pooledGrad.Clear();
+                    pooledGrad.Span[c] = 1;
+                    Row(null, pooledGrad);
+                }
         }
         return J;
     }

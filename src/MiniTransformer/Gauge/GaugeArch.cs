@@ -27,7 +27,7 @@ public sealed record PostLnSpec(string Name, string Gain, string Bias, MapRef[] 
 /// <summary>
 /// What the gauge toolkit needs to know about an architecture: which linear maps read and write the residual
 /// stream, which LayerNorms feed which maps, the attention blocks, the embedding tables and the output map.
-/// Built from a config by <see cref="ForGpt2"/> (BERT plugs in with its own builder).
+/// Built from a config by <see cref="ForGpt2"/> or <see cref="ForBert"/>.
 /// </summary>
 public sealed class GaugeArch
 {
@@ -57,9 +57,25 @@ public sealed class GaugeArch
     public MapRef[] MlpOut { get; init; } = [];
     public required string TokenEmbedding { get; init; }
     public required string PositionEmbedding { get; init; }
-    /// <summary>The output map h → logits, [d, V] in the notation (the token table when tied).</summary>
-    public required MapRef OutputMap { get; init; }
-    /// <summary>The final LayerNorm feeding the output map.</summary>
+    /// <summary>
+    /// The output map h → logits, [d, V] in the notation (the token table when tied). An encoder-only model has
+    /// none (reading it throws); see <see cref="HasUntiedOutputMap"/>.
+    /// </summary>
+    public MapRef OutputMap
+    {
+        get => outputMap ?? throw new InvalidOperationException($"{Arch}: encoder-only, no output map (no logits)");
+        init => outputMap = value;
+    }
+    MapRef? outputMap;
+    /// <summary>
+    /// Encoder-only (BERT without its MLM head, e.g. a sentence encoder): no logits; the observable the gauge must keep
+    /// is the last hidden state (and the pooler output, when there is a pooler). <see cref="Tied"/> is false: the token
+    /// table is an input embedding only.
+    /// </summary>
+    public bool EncoderOnly { get; init; }
+    /// <summary>Whether logits come from an output map of their own (not the token table), whose shifts along 1_V the log-softmax ignores.</summary>
+    public bool HasUntiedOutputMap => !Tied && !EncoderOnly;
+    /// <summary>The final LayerNorm feeding the output map (encoder-only: the last LayerNorm, whose output is the observable).</summary>
     public required string FinalLnGain { get; init; }
     public required string FinalLnBias { get; init; }
 
@@ -74,7 +90,7 @@ public sealed class GaugeArch
     LnSpec[]? meanLns;
     /// <summary>Post-LN LayerNorms feeding a sublayer and its skip connection (BERT: the embedding LayerNorm, each attention LayerNorm, every output LayerNorm but the last).</summary>
     public PostLnSpec[] PostLns { get; init; } = [];
-    /// <summary>Parameters that never reach the logits (BERT's pooler): null directions reported as `unused`, apart.</summary>
+    /// <summary>Parameters that never reach the logits (an MLM BERT's pooler): null directions reported as `unused`, apart.</summary>
     public string[] Unused { get; init; } = [];
     /// <summary>Extra rows for the Jacobian and invariance inputs: BERT has token types.</summary>
     public bool HasTypes => TypeEmbedding is not null;
@@ -125,7 +141,8 @@ public sealed class GaugeArch
     }
 
     /// <summary>
-    /// BERT with its masked-LM head (post-LN):
+    /// BERT with its masked-LM head (post-LN), or encoder-only (<see cref="BertConfig.MlmHead"/> false: the observable is
+    /// the last hidden state x_L and the pooler output, <see cref="EncoderOnly"/>):
     /// x₀ = LN_emb(E[id] + P[pos] + S[type]); per layer h = LN_attn(x + Attn(x)), x′ = LN_out(h + MLP(h));
     /// logits = LN_head(gelu(x_L·W_t + b_t))·W_decᵀ + b_dec (W_dec = E when tied). Linear weights are stored [out, in].
     /// Only the last LN_out feeds linear maps alone (the head's dense): it is the one fully foldable LayerNorm of a tied
@@ -158,6 +175,30 @@ public sealed class GaugeArch
             mlpIn.Add(fc);
             mlpOut.Add(proj);
             prevName = p + "output.LayerNorm"; prevGain = prevName + ".weight"; prevBias = prevName + ".bias";
+        }
+        if (!c.MlmHead)
+        {
+            // Encoder-only: the last LayerNorm's output is the observable, so its gain and bias cannot move (nothing is
+            // foldable, no head to fold into). A pooler reads that output (at token 0) through a map with a bias, which can
+            // take the mean direction the normalised output lacks (lnmean); tanh admits nothing more.
+            var pool = c.Pooler ? MapRef.Full("bert.pooler.dense.weight", "bert.pooler.dense.bias", WeightLayout.OutIn, d, d) : null;
+            LnSpec[] pooled = pool is null ? [] : [new LnSpec(prevName, prevGain, prevBias, [pool])];
+            return new GaugeArch
+            {
+                Arch = "bert", D = d, Heads = H, Ffn = f, Vocab = c.VocabSize, Positions = c.MaxPositionEmbeddings, Layers = L,
+                Eps = c.LayerNormEps, Tied = false, EncoderOnly = true, PreLn = false,
+                Attention = [.. attn],
+                FoldableLns = [],
+                MeanLns = [.. post.Select(x => x.AsLn), .. pooled],
+                PostLns = [.. post],
+                ResidualReaders = [],
+                ResidualWriters = [.. writers],
+                MlpIn = [.. mlpIn],
+                MlpOut = [.. mlpOut],
+                TokenEmbedding = E + "word_embeddings.weight", PositionEmbedding = E + "position_embeddings.weight",
+                TypeEmbedding = E + "token_type_embeddings.weight", Types = c.TypeVocabSize,
+                FinalLnGain = prevGain, FinalLnBias = prevBias,
+            };
         }
         var dense = MapRef.Full("cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias", WeightLayout.OutIn, d, d);
         var last = new LnSpec(prevName, prevGain, prevBias, [dense]);

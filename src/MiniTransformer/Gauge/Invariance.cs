@@ -9,15 +9,16 @@ public sealed record KindCheck(string Kind, bool Symmetry, double MaxAbs, double
 
 /// <summary>
 /// Invariance checks. Outputs compared are the log-probabilities (log-softmax of the logits): the logits themselves
-/// are invariant up to a per-row constant, which the tied-embedding shift and the untied output-map shift use.
+/// are invariant up to a per-row constant, which the tied-embedding shift and the untied output-map shift use. An
+/// encoder-only model has no logits: its outputs, the last hidden state and the pooler output, are compared as they are.
 /// Transformations are applied in float64; the two models are then evaluated in the requested precision.
 /// </summary>
 public static class Invariance
 {
-    /// <summary>Seeded inputs covering every position: B rows of length min(context, 32).</summary>
-    public static (int[] Ids, int B, int T) RandomInputs(GaugeArch a, int seed, int B = 4)
+    /// <summary>Seeded inputs: B rows of length min(context, <paramref name="length"/>) (every position by default on small models).</summary>
+    public static (int[] Ids, int B, int T) RandomInputs(GaugeArch a, int seed, int B = 4, int length = 32)
     {
-        int T = Math.Min(a.Positions, 32);
+        int T = Math.Min(a.Positions, length);
         var rng = new Random(seed);
         var ids = new int[B * T];
         for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(a.Vocab);
@@ -62,6 +63,28 @@ public static class Invariance
         return y;
     }
 
+    /// <summary>
+    /// The outputs a gauge transformation must keep, evaluated in precision F: the log-probabilities
+    /// (<see cref="LogProbs{F}"/>), or for an encoder-only model the last hidden state [B,T,d] followed by the pooler
+    /// output [B,d] when there is a pooler.
+    /// </summary>
+    public static double[] Outputs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T,
+        int[]? types = null, int[]? mask = null)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        if (!a.EncoderOnly) return LogProbs(like, a, p, ops, ids, B, T, types, mask);
+        var m = a.Create(like, ops);
+        p.CopyTo(m.Parameters);
+        GaugeArch.Forward(m, ids, null, B, T, types, mask);
+        var bert = (Bert<F>)m;
+        var h = bert.Hidden.Span;
+        Span<F> pooled = bert.PoolW is null ? Span<F>.Empty : bert.Pooled.Span;
+        var y = new double[h.Length + pooled.Length];
+        for (int i = 0; i < h.Length; i++) y[i] = double.CreateTruncating(h[i]);
+        for (int i = 0; i < pooled.Length; i++) y[h.Length + i] = double.CreateTruncating(pooled[i]);
+        return y;
+    }
+
     public static (double MaxAbs, double MaxRel) Deviation(double[] reference, double[] other)
     {
         double maxAbs = 0, scale = 0;
@@ -87,8 +110,11 @@ public static class Invariance
         return q;
     }
 
-    /// <summary>Applies <paramref name="kind"/> (seeded) to a float64 copy of the model and compares outputs in precision F.</summary>
-    public static KindCheck Check<F>(ILanguageModel<double> model, GaugeKind kind, int seed, IBackend<F> ops)
+    /// <summary>
+    /// Applies <paramref name="kind"/> (seeded) to a float64 copy of the model and compares outputs (<see cref="Outputs{F}"/>)
+    /// in precision F, on <paramref name="B"/> random rows of min(context, <paramref name="length"/>) tokens.
+    /// </summary>
+    public static KindCheck Check<F>(ILanguageModel<double> model, GaugeKind kind, int seed, IBackend<F> ops, int B = 4, int length = 32)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
         var a = GaugeArch.For(model);
@@ -97,11 +123,11 @@ public static class Invariance
         kind.Apply(a, p1, new Random(seed));
         var delta = p1.Minus(p0);
         var p2 = SameNormPerturbation(p0, delta, new Random(seed + 1));
-        var (ids, B, T) = RandomInputs(a, seed + 2);
+        var (ids, _, T) = RandomInputs(a, seed + 2, B, length);
         var (types, mask) = RandomExtras(a, seed + 2, B, T);
-        var y0 = LogProbs(model, a, p0, ops, ids, B, T, types, mask);
-        var (abs, rel) = Deviation(y0, LogProbs(model, a, p1, ops, ids, B, T, types, mask));
-        var (_, prel) = Deviation(y0, LogProbs(model, a, p2, ops, ids, B, T, types, mask));
+        var y0 = Outputs(model, a, p0, ops, ids, B, T, types, mask);
+        var (abs, rel) = Deviation(y0, Outputs(model, a, p1, ops, ids, B, T, types, mask));
+        var (_, prel) = Deviation(y0, Outputs(model, a, p2, ops, ids, B, T, types, mask));
         return new KindCheck(kind.Name, kind.IsSymmetry(a, p0), abs, rel, prel, delta.Norm() / Math.Max(p0.Norm(), double.Epsilon));
     }
 }

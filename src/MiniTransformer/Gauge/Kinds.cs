@@ -226,6 +226,8 @@ public sealed class LnGainKind : GaugeKind
     public override string Name => "lngain";
     public override string Description => "LayerNorm → linear maps: g→g⊙k, b→b⊙k, W→diag(k)⁻¹·W";
     public override int Count(GaugeArch a) => a.FoldableLns.Length * a.D;
+    /// <summary>An encoder-only BERT has no foldable LayerNorm (its last one is the output).</summary>
+    public override bool Applies(GaugeArch a) => a.FoldableLns.Length > 0;
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
         foreach (var ln in a.FoldableLns)
@@ -262,6 +264,7 @@ public sealed class LnBiasKind : GaugeKind
     public override string Name => "lnbias";
     public override string Description => "LayerNorm → linear maps: b→b+δ, c→c−δ·W (bias-free map: through its mean direction)";
     public override int Count(GaugeArch a) => a.FoldableLns.Length * a.D;
+    public override bool Applies(GaugeArch a) => a.FoldableLns.Length > 0;
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
         foreach (var ln in a.FoldableLns)
@@ -322,11 +325,20 @@ public sealed class LnMeanKind : GaugeKind
             double bOverG = b.Select((x, i) => x / g[i]).Sum();
             foreach (var r in ln.Readers.Where(r => r.HasBias))
             {
-                var u = GaussianVector(r.Cols, 0.5 * Math.Max(Rms(p[r.Weight]), 0.1) * Rms(g), rng);
+                var u = GaussianVector(r.Cols, 0.5 * Math.Max(Rms(p[r.Weight]), 0.1) * GainScale(g), rng);
                 for (int i = 0; i < a.D; i++) for (int j = 0; j < r.Cols; j++) r.Add(p, i, j, u[j] / g[i]);
                 for (int j = 0; j < r.Cols; j++) r.AddBias(p, j, -bOverG * u[j]);
             }
         }
+    }
+    /// <summary>
+    /// The scale u is drawn at, so that W moves by about half its RMS: Rms(g); a LayerNorm with dead units (|g_i| under
+    /// 1e-3·Rms(g): the real MiniLM's last LayerNorm has gains of 5e-33) takes min|g_i|, or 1/g would move W by ~10³⁰.
+    /// </summary>
+    static double GainScale(double[] g)
+    {
+        double rms = Rms(g), min = g.Min(Math.Abs);
+        return min < 1e-3 * rms ? min : rms;
     }
     public override IEnumerable<ParamSet> Tangents(GaugeArch a, ParamSet p)
     {
@@ -362,10 +374,10 @@ public sealed class Writer1Kind : GaugeKind
     /// and b_V along z (vbias turns that into b_O + s·1). It is subtracted here, once per such attention block.
     /// </remarks>
     public override int Count(GaugeArch a) =>
-        a.ResidualWriters.Sum(w => w.In + (w.HasBias ? 1 : 0)) + (a.Tied ? 0 : a.OutputMap.In + (a.OutputMap.HasBias ? 1 : 0))
+        a.ResidualWriters.Sum(w => w.In + (w.HasBias ? 1 : 0)) + (a.HasUntiedOutputMap ? a.OutputMap.In + (a.OutputMap.HasBias ? 1 : 0) : 0)
         - a.Attention.Count(s => s.Heads == 1)
-        - (!a.Tied && a.OutputMap.HasBias && a.MeanLns.Any(ln => ln.Readers.Contains(a.OutputMap)) ? 1 : 0);
-    IEnumerable<MapRef> Maps(GaugeArch a) => a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
+        - (a.HasUntiedOutputMap && a.OutputMap.HasBias && a.MeanLns.Any(ln => ln.Readers.Contains(a.OutputMap)) ? 1 : 0);
+    IEnumerable<MapRef> Maps(GaugeArch a) => a.HasUntiedOutputMap ? [.. a.ResidualWriters, a.OutputMap] : a.ResidualWriters;
     public override void Apply(GaugeArch a, ParamSet p, Random rng)
     {
         foreach (var m in Maps(a))
@@ -401,7 +413,7 @@ public sealed class Writer1Kind : GaugeKind
 
 /// <summary>
 /// embshift: E → E + outer(1_V, w) with P → P − outer(1_T, w) (their sum unchanged; tied: the logits shift by a
-/// per-row constant); P → P + outer(p, 1) (the first LayerNorm removes it); untied only: E → E + outer(e, 1).
+/// per-row constant); P → P + outer(p, 1) (the first LayerNorm removes it); untied (or encoder-only) only: E → E + outer(e, 1).
 /// BERT's token-type table S likewise: S → S + outer(1_S, w′) with P → P − outer(1_T, w′), and S → S + outer(s, 1).
 /// Counted: d per table beyond the first, one 1-component per table that is not the output map, less the shifts along
 /// 1 between two tables that both have 1-components (already in their span).

@@ -195,10 +195,11 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
     public void Backward(double scale) => Backward(scale, null);
 
     /// <summary>
-    /// Accumulates ∂(scale·Σ MLM loss + Σ pooledGrad ⊙ pooled)/∂θ: the MLM loss of the last forward (which needs
-    /// targets unless <paramref name="scale"/> is 0), plus, when given, a gradient [B, d] arriving at the pooler output.
+    /// Accumulates ∂(scale·Σ MLM loss + Σ pooledGrad ⊙ pooled + Σ hiddenGrad ⊙ h)/∂θ: the MLM loss of the last forward
+    /// (which needs targets unless <paramref name="scale"/> is 0), plus, when given, a gradient [B, d] arriving at the
+    /// pooler output and a gradient [B, T, d] arriving at the last hidden state h.
     /// </summary>
-    public void Backward(double scale, Tensor<F>? pooledGrad)
+    public void Backward(double scale, Tensor<F>? pooledGrad, Tensor<F>? hiddenGrad = null)
     {
         if (!hasTargets && scale != 0) throw new InvalidOperationException("Backward needs a forward with targets");
         if (pooledGrad is not null && PoolW is null) throw new InvalidOperationException("this BERT has no pooler");
@@ -219,6 +220,11 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             ops.MatmulBackward(dA, HeadW.Grad, HeadB.Grad, dB, Hidden, HeadW.Value, N, C, C, WeightLayout.OutIn);
         }
         if (pooledGrad is not null) PoolerBackward(pooledGrad, dA);
+        if (hiddenGrad is not null)
+        {
+            if (hiddenGrad.Length != N * C) throw new ArgumentException($"hidden-state gradient has {hiddenGrad.Length} entries, expected B·T·d = {N * C}");
+            TensorPrimitives.Add<F>(dA.Span, hiddenGrad.Span, dA.Span);
+        }
 
         // Post-LN: x_out = LN_out(h + MLP(h)), h = LN_attn(x + Attn(x)). Going down, dA holds ∂L/∂(layer output);
         // each residual sum splits its gradient into the sublayer and the skip path (ResidualBackward).
