@@ -40,3 +40,20 @@ extern "C" __global__ void crossentropy_bwd(float* dlogits, const float* logits,
         d[i] = v;
     }
 }
+
+// total[0] = Σ_n loss[n] in float64 (the loss readout: 8 bytes to the host instead of N floats). One block of exactly
+// 256 threads: strided partial sums, then a fixed shared-memory tree, so the result is deterministic.
+extern "C" __global__ void __launch_bounds__(256) loss_sum(double* __restrict__ total, const float* __restrict__ loss, int N)
+{
+    __shared__ double s[256];
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < N; i += 256) acc += (double)loss[i];
+    s[threadIdx.x] = acc;
+    __syncthreads();
+    for (int o = 128; o > 0; o >>= 1)
+    {
+        if (threadIdx.x < o) s[threadIdx.x] += s[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) total[0] = s[0];
+}

@@ -6,12 +6,21 @@
 // op(A) is M×K: A(i,k) = transA ? A[k·lda + i] : A[i·lda + k];  op(B) is K×N: B(k,j) = transB ? B[j·ldb + k] : B[k·ldb + j].
 // C[i·ldc + j] = (accumulate ? C : 0) + Σ_k A(i,k)·B(k,j). Block: 256 threads, a 64×64 tile of C, 4×4 per thread;
 // K in steps of 16 through shared memory. Any M, N, K (edges zero-filled).
+//
+// The mapped variant (the gauge-fixed projection's gathers and scatters) relabels logical indices to physical ones
+// through optional int tables, applied wherever that index appears: i → mapM[i] (rows of op(A) and of C),
+// k → mapK[k] (columns of op(A), rows of op(B)), j → mapN[j] (columns of op(B) and of C); a null table is the identity.
+// So with mapK, A(i,k) = A[i·lda + mapK[k]] and B(k,j) = B[mapK[k]·ldb + j] (a gather-GEMM over a subset of rows of W);
+// with mapM (transA), C[mapM[i]·ldc + j] (a scatter into rows); with mapN (transB), C[i·ldc + mapN[j]].
+// The tables must be injective (distinct physical indices), so no two threads of one launch write the same element.
 #define SG_BM 64
 #define SG_BN 64
 #define SG_BK 16
 
-extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ Cm, const float* __restrict__ A,
-    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
+template <bool MAPPED>
+__device__ __forceinline__ void sgemm_body(float* __restrict__ Cm, const float* __restrict__ A,
+    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
+    const int* __restrict__ mapM, const int* __restrict__ mapK, const int* __restrict__ mapN)
 {
     __shared__ float As[SG_BK][SG_BM + 4];
     __shared__ float Bs[SG_BK][SG_BN + 4];
@@ -34,13 +43,23 @@ extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ 
             if (transA) { kk = e / SG_BM; ii = e % SG_BM; } else { ii = e / SG_BK; kk = e % SG_BK; }
             int gi = i0 + ii, gk = k0 + kk;
             float va = 0.0f;
-            if (gi < M && gk < K) va = transA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
+            if (gi < M && gk < K)
+            {
+                long long pi = gi, pk = gk;   // physical row / column of op(A)
+                if (MAPPED) { if (mapM) pi = mapM[gi]; if (mapK) pk = mapK[gk]; }
+                va = transA ? A[pk * lda + pi] : A[pi * lda + pk];
+            }
             As[kk][ii] = va;
             int jj;
             if (transB) { jj = e / SG_BK; kk = e % SG_BK; } else { kk = e / SG_BN; jj = e % SG_BN; }
             int gj = j0 + jj; gk = k0 + kk;
             float vb = 0.0f;
-            if (gj < N && gk < K) vb = transB ? Bm[(long long)gj * ldb + gk] : Bm[(long long)gk * ldb + gj];
+            if (gj < N && gk < K)
+            {
+                long long pk = gk, pj = gj;   // physical row / column of op(B)
+                if (MAPPED) { if (mapK) pk = mapK[gk]; if (mapN) pj = mapN[gj]; }
+                vb = transB ? Bm[pj * ldb + pk] : Bm[pk * ldb + pj];
+            }
             Bs[kk][jj] = vb;
         }
         __syncthreads();
@@ -65,10 +84,25 @@ extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ 
             int gi = i0 + ty + 16 * r, gj = j0 + tx + 16 * c;
             if (gi < M && gj < N)
             {
-                long long o = (long long)gi * ldc + gj;
+                long long pi = gi, pj = gj;   // physical row / column of C
+                if (MAPPED) { if (mapM) pi = mapM[gi]; if (mapN) pj = mapN[gj]; }
+                long long o = pi * ldc + pj;
                 Cm[o] = accumulate ? Cm[o] + acc[r][c] : acc[r][c];
             }
         }
+}
+
+extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ Cm, const float* __restrict__ A,
+    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
+{
+    sgemm_body<false>(Cm, A, Bm, M, N, K, lda, ldb, ldc, transA, transB, accumulate, 0, 0, 0);
+}
+
+extern "C" __global__ void __launch_bounds__(256) sgemm_f32_mapped(float* __restrict__ Cm, const float* __restrict__ A,
+    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
+    const int* __restrict__ mapM, const int* __restrict__ mapK, const int* __restrict__ mapN)
+{
+    sgemm_body<true>(Cm, A, Bm, M, N, K, lda, ldb, ldc, transA, transB, accumulate, mapM, mapK, mapN);
 }
 
 // y[n, :] += b for n < N (row width M).
@@ -86,6 +120,56 @@ extern "C" __global__ void column_sums(float* __restrict__ acc, const float* __r
     float s = 0.0f;
     for (int n = 0; n < N; n++) s += a[(long long)n * M + j];
     acc[j] += s;
+}
+
+// acc[j] += Σ_n a[n·lda + j] for j < M: column sums of a strided row block (the Q part of dqkv [N, 3C] for db_Q).
+extern "C" __global__ void column_sums_strided(float* __restrict__ acc, const float* __restrict__ a, int N, int M, int lda)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= M) return;
+    float s = 0.0f;
+    for (int n = 0; n < N; n++) s += a[(long long)n * lda + j];
+    acc[j] += s;
+}
+
+// ---------------------------------------------------------------- gauge-fixed QKV projection (identity blocks skipped)
+// W_qkv is GPT-2's Conv1D layout [C, 3C]; qkv rows are [q | k | v], heads contiguous (head h: columns h·dh … h·dh+dh−1).
+// Per head, W_Q^h has the identity at its pivot rows P_h: q_h = x[:, P_h] + x[:, R_h]·W_Q^h[R_h, :] + b_Q^h, likewise
+// v_h (b_V = 0). The x[:, R_h]·W′ products are sgemm_f32_mapped launches (mapK = R_h, or mapM / mapN in backward);
+// these two kernels add the identity blocks' part. Output columns of Q and V are numbered k ∈ [0, 2C): k < C is qkv
+// column k (Q), k ≥ C is qkv column k + C (V); pcol[k] is the x column that feeds output k through the identity
+// (pcol[k] = P_{s,h}[j] with s = 0 for Q / 1 for V, h = (k mod C) / dh, j = k mod dh).
+
+// y[n, col(k)] += x[n, pcol[k]] (+ b_Q[k] for k < C). One thread per (n, k).
+extern "C" __global__ void fixed_qkv_pivot_fwd(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ bq,
+    const int* __restrict__ pcol, int N, int C)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)N * 2 * C) return;
+    int k = (int)(i % (2 * C));
+    long long n = i / (2 * C);
+    int col = k < C ? k : k + C;
+    float v = x[n * C + pcol[k]];
+    if (k < C) v += bq[k];
+    y[n * 3 * C + col] += v;
+}
+
+// dx[n, c] += Σ_{k : pcol[k] = c} dy[n, col(k)]: the identity blocks' transpose. The outputs fed by x column c are
+// listed in CSR form (invCols[invStart[c] … invStart[c+1]−1], ascending k), so each dx element has one writer and a
+// fixed summation order. One thread per (n, c).
+extern "C" __global__ void fixed_qkv_pivot_bwd(float* __restrict__ dx, const float* __restrict__ dy,
+    const int* __restrict__ invStart, const int* __restrict__ invCols, int N, int C)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)N * C) return;
+    int c = (int)(i % C);
+    long long n = i / C;
+    int e0 = invStart[c], e1 = invStart[c + 1];
+    if (e0 == e1) return;
+    const float* row = dy + n * 3 * C;
+    float s = 0.0f;
+    for (int e = e0; e < e1; e++) { int k = invCols[e]; s += row[k < C ? k : k + C]; }
+    dx[i] += s;
 }
 
 // ---------------------------------------------------------------- conversions

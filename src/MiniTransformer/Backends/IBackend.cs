@@ -109,6 +109,17 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
     /// <summary>Σ g² over the tensor: fixed chunks summed in the tensor's precision, chunk totals added in float64.</summary>
     double SumOfSquares(Tensor<F> g);
 
+    /// <summary>
+    /// Σ over the tensors of <see cref="SumOfSquares"/>, added in float64 in list order (the global gradient norm).
+    /// A device backend overrides it to read all the partial sums back in one copy.
+    /// </summary>
+    double SumOfSquaresAll(IReadOnlyList<Tensor<F>> gs)
+    {
+        double s = 0;
+        foreach (var g in gs) s += SumOfSquares(g);
+        return s;
+    }
+
     // ---- fused ops (added for speed; default implementations compose the ops above, backends may do better) ----
 
     /// <summary>
@@ -152,4 +163,21 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
         MatmulForward(pre, x, w, b, N, K, M, layout);
         GeluForward(post, pre, N * M, form);
     }
+}
+
+/// <summary>
+/// Optional ops of a backend that runs the gauge-fixed QKV projection itself (CUDA), instead of
+/// <c>Gauge.FixedQkv</c>'s host path. qkv [N, 3C] packed [q | k | v]; W is GPT-2's Conv1D [C, 3C] (InOut) or BERT's
+/// Linear [3C, C] (OutIn); write W(c, o) for the weight from input feature c to output o either way. Per head h:
+/// q_h = x[:, P_h] + Σ_{c ∈ R_h} x[:, c]·W(c, Q_h) + b[Q_h], k = x·W(:, K), v_h = x[:, P'_h] + Σ_{c ∈ R'_h} x[:, c]·W(c, V_h)
+/// (b_K, b_V fixed at 0). <paramref name="pivots"/> holds 2·NH sets of d_h = C/NH distinct rows (Q heads, then V heads;
+/// entry j of head h's set feeds output h·d_h + j); R is the rest of 0…C−1. Backward accumulates dx, the free entries
+/// of dW (Q and V), all of dW's K part, and db's Q part only.
+/// </summary>
+public interface IFixedQkvOps<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    void FixedQkvForward(Tensor<F> qkv, Tensor<F> x, Tensor<F> w, Tensor<F> b, int[][] pivots, int N, int C, int NH,
+        WeightLayout layout);
+    void FixedQkvBackward(Tensor<F> dx, Tensor<F> dW, Tensor<F> db, Tensor<F> dQkv, Tensor<F> x, Tensor<F> w,
+        int[][] pivots, int N, int C, int NH, WeightLayout layout);
 }

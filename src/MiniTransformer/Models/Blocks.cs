@@ -32,6 +32,8 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
     public Parameter<F> Wo { get; }
     public Parameter<F> Bo { get; }
     public IEnumerable<Parameter<F>> Parameters => [Wqkv, Bqkv, Wo, Bo];
+    /// <summary>The backend this block runs on (a <see cref="Projection"/> may dispatch to its own ops).</summary>
+    public IBackend<F> Ops => ops;
     /// <summary>An alternative QKV projection (gauge-fixed training's skip kernels); null: x·W_qkv + b_qkv.</summary>
     public IQkvProjection<F>? Projection { get; set; }
     /// <summary>Stochastic symmetry-breaking biases (null: none, the standard block).</summary>

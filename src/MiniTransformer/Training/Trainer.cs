@@ -148,7 +148,7 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
     string? FirstNonFinite()
     {
         foreach (var p in model.Parameters)
-            foreach (var x in p.Value.Span)
+            foreach (var x in p.Value.HostView)   // read-only: a device-resident weight stays current on the device
                 if (!F.IsFinite(x)) return p.Name;
         return null;
     }
@@ -216,8 +216,8 @@ public sealed class Trainer<F> where F : unmanaged, IFloatingPointIeee754<F>
         for (int i = 0; i < optimizer.M.Length; i++)
         {
             var p = model.Parameters[i];
-            tensors.Add(ModelFiles.ToStored<F>("m/" + p.Name, optimizer.M[i].Span, optimizer.M[i].Shape, dtype));
-            if (optimizer.V.Length > 0) tensors.Add(ModelFiles.ToStored<F>("v/" + p.Name, optimizer.V[i].Span, optimizer.V[i].Shape, dtype));
+            tensors.Add(ModelFiles.ToStored<F>("m/" + p.Name, optimizer.M[i].HostView, optimizer.M[i].Shape, dtype));
+            if (optimizer.V.Length > 0) tensors.Add(ModelFiles.ToStored<F>("v/" + p.Name, optimizer.V[i].HostView, optimizer.V[i].Shape, dtype));
         }
         var meta = new Dictionary<string, string>
         {

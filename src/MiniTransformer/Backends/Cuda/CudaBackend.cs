@@ -3,20 +3,40 @@ using MiniTransformer.Tensors;
 
 namespace MiniTransformer.Backends.Cuda;
 
+/// <summary>A tensor's device copy on one CUDA device: one allocation of the tensor's float32 values.</summary>
+public sealed class CudaStorage(DeviceBuffer buffer) : IDeviceStorage<float>
+{
+    public DeviceBuffer Buffer { get; } = buffer;
+    public CudaDevice Device => Buffer.Device;
+
+    public void Upload(ReadOnlySpan<float> host) { Device.MakeCurrent(); Device.Upload(Buffer, host); }
+    public void Download(Span<float> host) { Device.MakeCurrent(); Device.Download(host, Buffer); }   // waits for the stream
+
+    public void Zero()
+    {
+        if (Buffer.Bytes == 0) return;
+        Device.MakeCurrent();
+        Device.Zero(Buffer, Buffer.Bytes);   // queued on the stream, after every op that reads the old values
+    }
+
+    public void Dispose() => Buffer.Dispose();
+}
+
 /// <summary>
 /// The op set on an NVIDIA GPU in float32: every op is a kernel from <c>kernels/*.cu</c>, launched on the device's one
-/// stream. <para>Residency (this version): host tensors stay the truth, as everywhere else in the engine. Each tensor
-/// gets one device buffer, kept for its lifetime (a weak table keyed by the tensor); each op uploads the tensors it
-/// reads (including gradients it accumulates into), runs its kernels and downloads what it wrote. That is correct for
-/// every caller (models, trainer, optimizer) but bound by PCIe copies; keeping activations and weights resident needs a
-/// device-storage slot with a dirty flag in <see cref="Tensor{T}"/> (left for the next step). Kernel timings are taken
-/// on device buffers directly (<see cref="KernelBench"/>).</para>
+/// stream.
+/// <para>Residency: tensors live on the device. The first op that touches a tensor attaches a
+/// <see cref="CudaStorage"/> to it (<see cref="Tensor{T}.AttachDevice"/>); an op's inputs are uploaded only when their
+/// host array is newer than the device copy (<see cref="Tensor{T}.DeviceRead"/>), and its outputs are marked
+/// device-current (<see cref="Tensor{T}.MarkDeviceWritten"/>) without a download. Host code that reads a tensor
+/// (<see cref="Tensor{T}.Data"/>, <see cref="Tensor{T}.HostView"/>) downloads it then, so every caller stays correct;
+/// a training step on this backend copies to the host only the summed loss (8 bytes), the gradient-norm partial sums,
+/// and whatever host code the model or optimizer runs (symmetry-breaking biases, PReLU, the gauge-fixed optimizer's
+/// masks, SGD-momentum and ECD: correct, but each such access is a round trip). Kernels are queued asynchronously; the
+/// stream is synchronized only by copies to the host.</para>
 /// </summary>
-public sealed class CudaBackend : IBackend<float>, IDisposable
+public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposable
 {
-    readonly ConditionalWeakTable<Tensor<float>, DeviceBuffer> buffers = new();
-    readonly List<DeviceBuffer> scratch = new();
-
     public CudaBackend(CudaDevice? device = null) => Device = device ?? CudaDevice.Default;
 
     public CudaDevice Device { get; }
@@ -27,66 +47,87 @@ public sealed class CudaBackend : IBackend<float>, IDisposable
 
     // ------------------------------------------------------------------ residency helpers
 
+    // Tensors an op writes: marked device-current when the op has been queued (Done). Marking at the end, not when the
+    // buffer is fetched, means an input fetched after an aliased output is still uploaded if its host copy is newer.
+    readonly List<Tensor<float>> written = [];
+
+    void Begin() { Device.MakeCurrent(); written.Clear(); }
+
+    void Done()
+    {
+        foreach (var t in written) t.MarkDeviceWritten();
+        written.Clear();
+    }
+
+    /// <summary>The tensor's device buffer on this device (attached on first use; a copy on another device is brought home first).</summary>
     DeviceBuffer Buf(Tensor<float> t)
     {
-        if (buffers.TryGetValue(t, out var b) && b.Bytes >= (long)t.Length * 4) return b;
-        b = Device.Alloc((long)t.Length * 4);
-        buffers.AddOrUpdate(t, b);
+        if (t.DeviceStorage is CudaStorage s && ReferenceEquals(s.Device, Device)) return s.Buffer;
+        t.DetachDevice()?.Dispose();
+        var st = new CudaStorage(Device.Alloc((long)t.Length * 4));
+        t.AttachDevice(st);
+        return st.Buffer;
+    }
+
+    /// <summary>An input: its device buffer holding the tensor's current values (uploaded only if the host copy is newer).</summary>
+    DeviceBuffer In(Tensor<float> t) { var b = Buf(t); t.DeviceRead(); return b; }
+    DeviceBuffer? InOpt(Tensor<float>? t) => t is null ? null : In(t);
+    /// <summary>An output the op overwrites entirely (no upload).</summary>
+    DeviceBuffer Out(Tensor<float> t) { var b = Buf(t); written.Add(t); return b; }
+    /// <summary>An output the op updates (accumulates into, or updates in place): current values on the device first.</summary>
+    DeviceBuffer InOut(Tensor<float> t) { var b = In(t); written.Add(t); return b; }
+    DeviceBuffer? InOutOpt(Tensor<float>? t) => t is null ? null : InOut(t);
+
+    /// <summary>A device address <paramref name="floats"/> elements into a buffer (kernel argument).</summary>
+    static ulong At(DeviceBuffer b, long floats) => b.Ptr + (ulong)(floats * 4);
+
+    // Scratch buffers reused across ops (ids, masks, targets, attention's lse and dS, partial sums), grown on demand.
+    readonly Dictionary<string, DeviceBuffer> scratch = [];
+
+    DeviceBuffer Scratch(string name, long bytes)
+    {
+        bytes = Math.Max(bytes, 4);
+        if (scratch.TryGetValue(name, out var b) && b.Bytes >= bytes) return b;
+        if (b is not null) { Device.Synchronize(); b.Dispose(); }   // queued kernels may still read the old one
+        b = Device.Alloc(bytes);
+        scratch[name] = b;
         return b;
     }
 
-    /// <summary>The tensor's device buffer holding its current host values.</summary>
-    DeviceBuffer In(Tensor<float> t) { var b = Buf(t); Device.Upload<float>(b, t.Data); return b; }
-    DeviceBuffer? InOpt(Tensor<float>? t) => t is null ? null : In(t);
-    /// <summary>The tensor's device buffer, contents undefined (a forward output).</summary>
-    DeviceBuffer Out(Tensor<float> t) => Buf(t);
-    void Back(Tensor<float> t) => Device.Download<float>(t.Data, Buf(t));
-
-    DeviceBuffer Ints(ReadOnlySpan<int> v)
+    /// <summary>Host ints copied to a scratch buffer (the upload waits, so the buffer may be reused by the next op).</summary>
+    DeviceBuffer Ints(string name, ReadOnlySpan<int> v)
     {
-        var b = Device.Alloc(Math.Max(v.Length, 1) * 4L);
-        scratch.Add(b);
+        var b = Scratch(name, v.Length * 4L);
         Device.Upload(b, v);
         return b;
     }
 
-    DeviceBuffer Temp(long floats)
-    {
-        var b = Device.Alloc(Math.Max(floats, 1) * 4);
-        scratch.Add(b);
-        return b;
-    }
-
-    void EndOp()
-    {
-        Device.Synchronize();
-        foreach (var b in scratch) b.Dispose();
-        scratch.Clear();
-    }
-
-    static (uint, uint, uint) G(uint x, uint y = 1) => (x, y, 1);
+    static (uint, uint, uint) G(uint x, uint y = 1, uint z = 1) => (x, y, z);
 
     // ------------------------------------------------------------------ embedding
 
     public void EmbeddingForward(Tensor<float> x, ReadOnlySpan<int> ids, ReadOnlySpan<int> types,
         Tensor<float> wte, Tensor<float> wpe, Tensor<float>? wtt, int B, int T, int C)
     {
+        Begin();
         long n = (long)B * T * C;
         Device.Launch("embedding.cu", "embedding_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
-            Out(x), Ints(ids), types.IsEmpty ? null : Ints(types), In(wte), In(wpe), InOpt(wtt), B, T, C);
-        Back(x); EndOp();
+            Out(x), Ints("ids", ids), types.IsEmpty ? null : Ints("types", types), In(wte), In(wpe), InOpt(wtt), B, T, C);
+        Done();
     }
 
     public void EmbeddingBackward(Tensor<float> dWte, Tensor<float> dWpe, Tensor<float>? dWtt, Tensor<float> dx,
         ReadOnlySpan<int> ids, ReadOnlySpan<int> types, int B, int T, int C)
     {
+        Begin();
         var ddx = In(dx);
+        var dids = Ints("ids", ids);
+        var dtypes = types.IsEmpty ? null : Ints("types", types);
         Device.Launch("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
-            In(dWte), InOpt(dWtt), ddx, Ints(ids), types.IsEmpty ? null : Ints(types), B * T, C);
+            InOut(dWte), InOutOpt(dWtt), ddx, dids, dtypes, B * T, C);
         Device.Launch("embedding.cu", "embedding_bwd_positions", G(CudaDevice.Blocks((long)T * C, Block)), Block, 0,
-            In(dWpe), ddx, B, T, C);
-        Back(dWte); Back(dWpe); if (dWtt is not null) Back(dWtt);
-        EndOp();
+            InOut(dWpe), ddx, B, T, C);
+        Done();
     }
 
     // ------------------------------------------------------------------ layernorm
@@ -94,20 +135,22 @@ public sealed class CudaBackend : IBackend<float>, IDisposable
     public void LayerNormForward(Tensor<float> y, Tensor<float> mean, Tensor<float> rstd, Tensor<float> x,
         Tensor<float> gamma, Tensor<float> beta, int N, int C, double eps)
     {
+        Begin();
         Device.Launch("layernorm.cu", "layernorm_fwd", G(CudaDevice.Blocks(N, 4)), 128, 0,
             Out(y), Out(mean), Out(rstd), In(x), In(gamma), In(beta), N, C, (float)eps);
-        Back(y); Back(mean); Back(rstd); EndOp();
+        Done();
     }
 
     public void LayerNormBackward(Tensor<float> dx, Tensor<float> dGamma, Tensor<float> dBeta, Tensor<float> dy, Tensor<float> x,
         Tensor<float> gamma, Tensor<float> mean, Tensor<float> rstd, int N, int C)
     {
+        Begin();
         var (ddy, dxx, dmean, drstd) = (In(dy), In(x), In(mean), In(rstd));
         Device.Launch("layernorm.cu", "layernorm_bwd_dx", G(CudaDevice.Blocks(N, 4)), 128, 0,
-            In(dx), ddy, dxx, In(gamma), dmean, drstd, N, C);
+            InOut(dx), ddy, dxx, In(gamma), dmean, drstd, N, C);
         Device.Launch("layernorm.cu", "layernorm_bwd_params", G(CudaDevice.Blocks(C, 64)), 64, 0,
-            In(dGamma), In(dBeta), ddy, dxx, dmean, drstd, N, C);
-        Back(dx); Back(dGamma); Back(dBeta); EndOp();
+            InOut(dGamma), InOut(dBeta), ddy, dxx, dmean, drstd, N, C);
+        Done();
     }
 
     // ------------------------------------------------------------------ matmul
@@ -115,39 +158,177 @@ public sealed class CudaBackend : IBackend<float>, IDisposable
     /// <summary>C[M,N] (+)= op(A)·op(B) on device buffers (row-major, leading dimensions given).</summary>
     public void Sgemm(DeviceBuffer c, DeviceBuffer a, DeviceBuffer b, int M, int N, int K, int lda, int ldb, int ldc,
         bool transA, bool transB, bool accumulate) =>
+        Sgemm(c.Ptr, a.Ptr, b.Ptr, M, N, K, lda, ldb, ldc, transA, transB, accumulate);
+
+    /// <summary>The same on raw device addresses (e.g. a column block of a wider matrix: pointer + offset, its row stride as ld).</summary>
+    public void Sgemm(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
+        bool transA, bool transB, bool accumulate) =>
         Device.Launch("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
             c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
 
+    /// <summary>
+    /// <see cref="Sgemm(ulong, ulong, ulong, int, int, int, int, int, int, bool, bool, bool)"/> with index tables relabelling
+    /// the logical row (mapM), inner (mapK) and column (mapN) indices to physical ones (0: identity); see matmul.cu.
+    /// </summary>
+    void SgemmMapped(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
+        bool transA, bool transB, bool accumulate, ulong mapM, ulong mapK, ulong mapN) =>
+        Device.Launch("matmul.cu", "sgemm_f32_mapped", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
+            c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0, mapM, mapK, mapN);
+
     public void MatmulForward(Tensor<float> y, Tensor<float> x, Tensor<float> w, Tensor<float>? b, int N, int K, int M, WeightLayout layout)
     {
+        Begin();
         bool tB = layout == WeightLayout.OutIn;
+        var (dx, dw, db) = (In(x), In(w), InOpt(b));
         var dy = Out(y);
-        Sgemm(dy, In(x), In(w), N, M, K, K, tB ? K : M, M, false, tB, false);
-        if (b is not null)
-            Device.Launch("matmul.cu", "bias_add", G(CudaDevice.Blocks((long)N * M, Block)), Block, 0, dy, In(b), N, M);
-        Back(y); EndOp();
+        Sgemm(dy, dx, dw, N, M, K, K, tB ? K : M, M, false, tB, false);
+        if (db is not null)
+            Device.Launch("matmul.cu", "bias_add", G(CudaDevice.Blocks((long)N * M, Block)), Block, 0, dy, db, N, M);
+        Done();
     }
 
     public void MatmulBackward(Tensor<float>? dx, Tensor<float> dW, Tensor<float>? db, Tensor<float> dy, Tensor<float> x, Tensor<float> w,
         int N, int K, int M, WeightLayout layout)
     {
+        Begin();
         var (ddy, dxx, dw) = (In(dy), In(x), In(w));
-        var ddW = In(dW);
+        var ddW = InOut(dW);
+        var ddx = InOutOpt(dx);
         if (layout == WeightLayout.InOut)
         {
-            if (dx is not null) Sgemm(In(dx), ddy, dw, N, K, M, M, M, K, false, true, true);   // dx += dy·Wᵀ
+            if (ddx is not null) Sgemm(ddx, ddy, dw, N, K, M, M, M, K, false, true, true);   // dx += dy·Wᵀ
             Sgemm(ddW, dxx, ddy, K, M, N, K, M, M, true, false, true);                         // dW += xᵀ·dy
         }
         else
         {
-            if (dx is not null) Sgemm(In(dx), ddy, dw, N, K, M, M, K, K, false, false, true);  // dx += dy·W
+            if (ddx is not null) Sgemm(ddx, ddy, dw, N, K, M, M, K, K, false, false, true);  // dx += dy·W
             Sgemm(ddW, ddy, dxx, M, K, N, M, K, K, true, false, true);                         // dW += dyᵀ·x
         }
         if (db is not null)
-            Device.Launch("matmul.cu", "column_sums", G(CudaDevice.Blocks(M, 64)), 64, 0, In(db), ddy, N, M);
-        if (dx is not null) Back(dx);
-        Back(dW); if (db is not null) Back(db);
-        EndOp();
+            Device.Launch("matmul.cu", "column_sums", G(CudaDevice.Blocks(M, 64)), 64, 0, InOut(db), ddy, N, M);
+        Done();
+    }
+
+    // ------------------------------------------------------------------ gauge-fixed QKV projection
+
+    /// <summary>
+    /// Index tables of one pivot layout (cached per pivot array), on the device:
+    /// rest: the free rows R per segment, concatenated ([1 or 2·NH][R]); pcol [2C]: the x column each Q/V output column
+    /// copies through the identity block; invStart [C+1] / invCols [2C]: pcol inverted (CSR, ascending output column).
+    /// Segments: with one pivot set shared by every head (what Canonical.Fix chooses) Q and V are one segment each, C
+    /// columns wide (the rest rows are the same for every head, so one gather-GEMM covers all heads); otherwise one per
+    /// (part, head), d_h wide.
+    /// </summary>
+    sealed class FixedPlan(DeviceBuffer rest, DeviceBuffer pcol, DeviceBuffer invStart, DeviceBuffer invCols,
+        (int Col0, int Width, int RestIndex)[] segments, int R)
+    {
+        public DeviceBuffer Rest { get; } = rest;
+        public DeviceBuffer Pcol { get; } = pcol;
+        public DeviceBuffer InvStart { get; } = invStart;
+        public DeviceBuffer InvCols { get; } = invCols;
+        public (int Col0, int Width, int RestIndex)[] Segments { get; } = segments;
+        public int R { get; } = R;
+    }
+
+    readonly ConditionalWeakTable<int[][], FixedPlan> plans = new();
+
+    FixedPlan Plan(int[][] pivots, int C, int NH)
+    {
+        if (plans.TryGetValue(pivots, out var plan)) return plan;
+        int dh = C / NH, R = C - dh;
+        if (pivots.Length != 2 * NH || pivots.Any(p => p.Length != dh || p.Any(r => (uint)r >= (uint)C) || p.Distinct().Count() != dh))
+            throw new ArgumentException($"gauge-fixed qkv: expected {2 * NH} pivot sets of {dh} distinct rows in [0, {C})");
+        bool shared = pivots.All(p => p.SequenceEqual(pivots[0]));
+        var restLists = (shared ? pivots[..1] : pivots).Select(p => Enumerable.Range(0, C).Except(p).ToArray()).ToArray();
+        var segments = shared
+            ? new[] { (0, C, 0), (2 * C, C, 0) }
+            : Enumerable.Range(0, 2 * NH).Select(s => ((s < NH ? 0 : 2 * C) + (s % NH) * dh, dh, s)).ToArray();
+        // pcol[k], k ∈ [0, 2C): output k < C is Q column k (head k / dh), k ≥ C is V column k − C; j = k mod dh.
+        var pcol = new int[2 * C];
+        for (int k = 0; k < 2 * C; k++)
+        {
+            int part = k < C ? 0 : 1, col = k % C;
+            pcol[k] = pivots[part * NH + col / dh][col % dh];
+        }
+        var invStart = new int[C + 1];
+        foreach (int c in pcol) invStart[c + 1]++;
+        for (int c = 0; c < C; c++) invStart[c + 1] += invStart[c];
+        var invCols = new int[2 * C];
+        var fill = (int[])invStart.Clone();
+        for (int k = 0; k < 2 * C; k++) invCols[fill[pcol[k]]++] = k;   // ascending k within each x column
+        DeviceBuffer Up(int[] v) { var b = Device.Alloc(Math.Max(v.Length, 1) * 4L); Device.Upload<int>(b, v); return b; }
+        plan = new FixedPlan(Up([.. restLists.SelectMany(r => r)]), Up(pcol), Up(invStart), Up(invCols), segments, R);
+        plans.AddOrUpdate(pivots, plan);
+        return plan;
+    }
+
+    // Index math of the two weight layouts (C3 = 3C; o = an output column of qkv, c = an input feature):
+    //   InOut  W [C, 3C]: W(c, o) = W[c·C3 + o]  → a column block o0… is pointer W + o0 with row stride C3, read W(c, o0+j)
+    //                     as "row c, column j" (no transpose).
+    //   OutIn  W [3C, C]: W(c, o) = W[o·C + c]   → the block is pointer W + o0·C with row stride C, read as "row j,
+    //                     column c" (transposed).
+    // The free rows R (input features) are gathered through the same index table either way: mapK in forward (the
+    // inner index), mapM / mapN in backward (the index of dW or dx being written).
+
+    public void FixedQkvForward(Tensor<float> qkv, Tensor<float> x, Tensor<float> w, Tensor<float> b, int[][] pivots, int N, int C, int NH,
+        WeightLayout layout)
+    {
+        Begin();
+        var plan = Plan(pivots, C, NH);
+        int C3 = 3 * C, R = plan.R;
+        bool oi = layout == WeightLayout.OutIn;
+        long Blk(int o0) => oi ? (long)o0 * C : o0;   // offset of W's block of output columns o0…
+        int ldw = oi ? C : C3;
+        var (dx, dw, db) = (In(x), In(w), In(b));
+        var dy = Out(qkv);   // every column written: K by its GEMM, Q and V by their gather-GEMMs (+ the identity part)
+        // k[n, j] = Σ_c x[n, c]·W(c, C + j) (b_K = 0 is fixed)
+        Sgemm(At(dy, C), dx.Ptr, At(dw, Blk(C)), N, C, C, C, ldw, C3, false, oi, false);
+        // q_seg[n, j] = Σ_i x[n, R[i]]·W(R[i], col0 + j), v likewise: mapK gathers x's columns and W's input rows
+        // (K = R); overwrites, so with R = 0 (one head) the product is 0 and the identity part below is all of q and v.
+        foreach (var (col0, width, ri) in plan.Segments)
+            SgemmMapped(At(dy, col0), dx.Ptr, At(dw, Blk(col0)), N, width, R, C, ldw, C3, false, oi, false,
+                0, At(plan.Rest, (long)ri * R), 0);
+        // + x[:, P] (+ b_Q)
+        Device.Launch("matmul.cu", "fixed_qkv_pivot_fwd", G(CudaDevice.Blocks((long)N * 2 * C, Block)), Block, 0,
+            dy, dx, db, plan.Pcol, N, C);
+        Done();
+    }
+
+    public void FixedQkvBackward(Tensor<float> dx, Tensor<float> dW, Tensor<float> db, Tensor<float> dQkv, Tensor<float> x,
+        Tensor<float> w, int[][] pivots, int N, int C, int NH, WeightLayout layout)
+    {
+        Begin();
+        var plan = Plan(pivots, C, NH);
+        int C3 = 3 * C, R = plan.R;
+        bool oi = layout == WeightLayout.OutIn;
+        long Blk(int o0) => oi ? (long)o0 * C : o0;
+        int ldw = oi ? C : C3;
+        var (ddy, dxx, dw) = (In(dQkv), In(x), In(w));
+        var (ddx, ddW, ddb) = (InOut(dx), InOut(dW), InOut(db));
+        // K: dx[n, c] += Σ_j dy[n, C + j]·W(c, C + j)
+        Sgemm(ddx.Ptr, At(ddy, C), At(dw, Blk(C)), N, C, C, C3, ldw, C, false, !oi, true);
+        // dW(c, C + j) += Σ_n x[n, c]·dy[n, C + j]: InOut as [c, j] = xᵀ·dK; OutIn as [j, c] = dKᵀ·x
+        if (oi) Sgemm(At(ddW, Blk(C)), At(ddy, C), dxx.Ptr, C, C, N, C3, C, C, true, false, true);
+        else Sgemm(At(ddW, Blk(C)), dxx.Ptr, At(ddy, C), C, C, N, C, C3, C3, true, false, true);
+        foreach (var (col0, width, ri) in plan.Segments)
+        {
+            ulong rest = At(plan.Rest, (long)ri * R);
+            // dW(R[i], col0 + j) += Σ_n x[n, R[i]]·dy[n, col0 + j]
+            if (oi)   // as [j, i] = dy_segᵀ·x_R: op(B) = x with its columns gathered (mapN), C's columns scattered by mapN
+                SgemmMapped(At(ddW, Blk(col0)), At(ddy, col0), dxx.Ptr, width, R, N, C3, C, C, true, false, true, 0, 0, rest);
+            else      // as [i, j] = x_Rᵀ·dy_seg: op(A) = xᵀ with its rows gathered (mapM), C's rows scattered by mapM
+                SgemmMapped(At(ddW, Blk(col0)), dxx.Ptr, At(ddy, col0), R, width, N, C, C3, C3, true, false, true, rest, 0, 0);
+            // dx[n, R[i]] += Σ_j dy[n, col0 + j]·W(R[i], col0 + j): op(B)(j, i) = W(R[i], col0 + j), columns mapped
+            // (InOut: transposed read of row R[i]; OutIn: row j, column R[i]); C's columns scattered by mapN. Segments
+            // run one after another on the stream, so their writes to dx never race.
+            SgemmMapped(ddx.Ptr, At(ddy, col0), At(dw, Blk(col0)), N, R, width, C3, ldw, C, false, !oi, true, 0, 0, rest);
+        }
+        // dx[:, P] += the identity blocks' gradient
+        Device.Launch("matmul.cu", "fixed_qkv_pivot_bwd", G(CudaDevice.Blocks((long)N * C, Block)), Block, 0,
+            ddx, ddy, plan.InvStart, plan.InvCols, N, C);
+        // db_Q += Σ_n dq[n, :] (b_K and b_V are fixed: no gradient)
+        Device.Launch("matmul.cu", "column_sums_strided", G(CudaDevice.Blocks(C, 64)), 64, 0, ddb, ddy, N, C, C3);
+        Done();
     }
 
     // ------------------------------------------------------------------ attention
@@ -159,118 +340,180 @@ public sealed class CudaBackend : IBackend<float>, IDisposable
     public void AttentionForward(Tensor<float> y, Tensor<float> att, Tensor<float> qkv, ReadOnlySpan<int> keyMask,
         int B, int T, int C, int NH, bool causal)
     {
+        Begin();
         int hs = C / NH;
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
-        var lse = Temp((long)B * NH * T);
+        var lse = Scratch("attention.lse", 4L * B * NH * T);
+        var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
         Device.Launch("attention.cu", "attention_fwd", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows,
-            AttentionShared(hs), Out(y), lse, Out(att), In(qkv), keyMask.IsEmpty ? null : Ints(keyMask), B, T, C, NH, causal ? 1 : 0);
-        Back(y); Back(att); EndOp();
+            AttentionShared(hs), Out(y), lse, Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
+        Done();
     }
 
     public void AttentionBackward(Tensor<float> dqkv, Tensor<float> dy, Tensor<float> qkv, Tensor<float> att, int B, int T, int C, int NH)
     {
-        var ds = Temp((long)B * NH * T * T);
-        var (ddy, dq, datt, dd) = (In(dy), In(qkv), In(att), In(dqkv));
+        Begin();
+        var ds = Scratch("attention.ds", 4L * B * NH * T * T);
+        var (ddy, dq, datt) = (In(dy), In(qkv), In(att));
+        var dd = InOut(dqkv);
         Device.Launch("attention.cu", "attention_bwd_ds", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
             ds, ddy, dq, datt, B, T, C, NH);
         long n = (long)B * T * C;
         Device.Launch("attention.cu", "attention_bwd_dq", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, dq, B, T, C, NH);
         Device.Launch("attention.cu", "attention_bwd_dkdv", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, datt, ddy, dq, B, T, C, NH);
-        Back(dqkv); EndOp();
+        Done();
     }
 
     // ------------------------------------------------------------------ gelu, residual
 
     public void GeluForward(Tensor<float> y, Tensor<float> x, int n, GeluForm form)
     {
+        Begin();
+        var dx = In(x);
         Device.Launch("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_fwd" : "gelu_erf_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
-            Out(y), In(x), n);
-        Back(y); EndOp();
+            Out(y), dx, n);
+        Done();
     }
 
     public void GeluBackward(Tensor<float> dx, Tensor<float> dy, Tensor<float> x, int n, GeluForm form)
     {
+        Begin();
+        var (ddy, dxx) = (In(dy), In(x));
         Device.Launch("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_bwd" : "gelu_erf_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
-            In(dx), In(dy), In(x), n);
-        Back(dx); EndOp();
+            InOut(dx), ddy, dxx, n);
+        Done();
     }
 
     public void ResidualForward(Tensor<float> y, Tensor<float> a, Tensor<float> b, int n)
     {
-        Device.Launch("residual.cu", "residual_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0, Out(y), In(a), In(b), n);
-        Back(y); EndOp();
+        Begin();
+        var (da, db) = (In(a), In(b));
+        Device.Launch("residual.cu", "residual_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0, Out(y), da, db, n);
+        Done();
     }
 
     public void ResidualBackward(Tensor<float> da, Tensor<float> db, Tensor<float> dy, int n)
     {
-        Device.Launch("residual.cu", "residual_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0, In(da), In(db), In(dy), n);
-        Back(da); Back(db); EndOp();
+        Begin();
+        var ddy = In(dy);
+        Device.Launch("residual.cu", "residual_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(da), InOut(db), ddy, n);
+        Done();
     }
 
     // ------------------------------------------------------------------ cross-entropy
 
     public (double LossSum, int Count) CrossEntropyForward(Tensor<float> lse, Tensor<float> logits, ReadOnlySpan<int> targets, int N, int V)
     {
-        var loss = Temp(N);
-        Device.Launch("crossentropy.cu", "crossentropy_fwd", G((uint)N), 256, 0, Out(lse), loss, In(logits), Ints(targets), N, V);
-        Back(lse);
-        var host = new float[N];
-        Device.Download<float>(host, loss);
-        EndOp();
-        double sum = 0;
+        Begin();
+        var loss = Scratch("ce.loss", 4L * N);
+        var total = Scratch("ce.total", 8);
+        var dlogits = In(logits);
+        Device.Launch("crossentropy.cu", "crossentropy_fwd", G((uint)N), 256, 0, Out(lse), loss, dlogits, Ints("targets", targets), N, V);
+        Device.Launch("crossentropy.cu", "loss_sum", G(1), 256, 0, total, loss, N);   // ignored rows hold 0
+        Done();
+        Span<double> sum = stackalloc double[1];
+        Device.Download(sum, total);   // the loss readout: 8 bytes
         int count = 0;
-        for (int n = 0; n < N; n++)
-            if (targets[n] != -100) { sum += host[n]; count++; }
-        return (sum, count);
+        foreach (int t in targets) if (t != -100) count++;
+        return (sum[0], count);
     }
 
     public void CrossEntropyBackward(Tensor<float> dlogits, Tensor<float> logits, Tensor<float> lse, ReadOnlySpan<int> targets,
         int N, int V, double scale)
     {
-        var dl = ReferenceEquals(dlogits, logits) ? In(logits) : Out(dlogits);
-        var lg = ReferenceEquals(dlogits, logits) ? dl : In(logits);
-        Device.Launch("crossentropy.cu", "crossentropy_bwd", G((uint)N), 256, 0, dl, lg, In(lse), Ints(targets), N, V, (float)scale);
-        Back(dlogits); EndOp();
+        Begin();
+        bool alias = ReferenceEquals(dlogits, logits);
+        var lg = In(logits);
+        var dl = alias ? InOut(dlogits) : Out(dlogits);
+        Device.Launch("crossentropy.cu", "crossentropy_bwd", G((uint)N), 256, 0, dl, lg, In(lse), Ints("targets", targets), N, V, (float)scale);
+        Done();
     }
 
     // ------------------------------------------------------------------ optimizer, norm
 
     public void AdamW(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, in AdamWStep s)
     {
+        Begin();
         float decay = (float)(1 - s.LearningRate * s.WeightDecay);
         float stepSize = (float)(s.LearningRate / (1 - Math.Pow(s.Beta1, s.Step)));
         float invSqrtBc2 = (float)(1 / Math.Sqrt(1 - Math.Pow(s.Beta2, s.Step)));
         long n = param.Length;
-        Device.Launch("adamw.cu", "adamw_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, In(param), In(grad), In(m), In(v), n,
+        Device.Launch("adamw.cu", "adamw_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), In(grad), InOut(m), InOut(v), n,
             (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
-        Back(param); Back(m); Back(v); EndOp();
+        Done();
+    }
+
+    public void AdamWZeroGrad(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, in AdamWStep step, bool zeroGrad)
+    {
+        AdamW(param, grad, m, v, step);
+        if (zeroGrad) Zero(grad);   // a memset queued after the update on the same stream
     }
 
     public void Sgd(Tensor<float> param, Tensor<float> grad, double learningRate, double weightDecay, double gradScale)
     {
+        Begin();
         long n = param.Length;
-        Device.Launch("adamw.cu", "sgd_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, In(param), In(grad), n,
+        Device.Launch("adamw.cu", "sgd_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), In(grad), n,
             (float)(1 - learningRate * weightDecay), (float)(-learningRate * gradScale));
-        Back(param); EndOp();
+        Done();
     }
 
-    public double SumOfSquares(Tensor<float> g)
+    public void SgdZeroGrad(Tensor<float> param, Tensor<float> grad, double learningRate, double weightDecay, double gradScale, bool zeroGrad)
     {
-        if (g.Length == 0) return 0;
-        int chunks = (int)CudaDevice.Blocks(g.Length, GlobalNormChunk);
-        var partial = Temp(chunks);
-        Device.Launch("global_norm.cu", "sumsq_chunks", G((uint)chunks), 256, 0, partial, In(g), (long)g.Length, GlobalNormChunk);
-        var host = new float[chunks];
+        Sgd(param, grad, learningRate, weightDecay, gradScale);
+        if (zeroGrad) Zero(grad);
+    }
+
+    /// <summary>t ← 0 on the device (attaching a device copy if needed): no host traffic.</summary>
+    public void Zero(Tensor<float> t)
+    {
+        Begin();
+        Buf(t);
+        t.Clear();
+    }
+
+    public double SumOfSquares(Tensor<float> g) => SumOfSquaresAll([g]);
+
+    /// <summary>
+    /// Every tensor's chunk sums into one partial buffer (one launch per tensor), one download of all of them, then per
+    /// tensor the chunk sums added in float64 and the tensors in list order: the same additions as calling
+    /// <see cref="SumOfSquares"/> tensor by tensor.
+    /// </summary>
+    public double SumOfSquaresAll(IReadOnlyList<Tensor<float>> gs)
+    {
+        Begin();
+        var chunks = new int[gs.Count];
+        long total = 0;
+        for (int i = 0; i < gs.Count; i++) { chunks[i] = (int)CudaDevice.Blocks(gs[i].Length, GlobalNormChunk); total += chunks[i]; }
+        if (total == 0) return 0;
+        var partial = Scratch("sumsq.partial", 4 * total);
+        long at = 0;
+        for (int i = 0; i < gs.Count; i++)
+        {
+            if (chunks[i] == 0) continue;
+            Device.Launch("global_norm.cu", "sumsq_chunks", G((uint)chunks[i]), 256, 0, At(partial, at), In(gs[i]), (long)gs[i].Length, GlobalNormChunk);
+            at += chunks[i];
+        }
+        var host = new float[total];
         Device.Download<float>(host, partial);
-        EndOp();
         double s = 0;
-        foreach (float p in host) s += p;
+        at = 0;
+        for (int i = 0; i < gs.Count; i++)
+        {
+            double t = 0;
+            for (int c = 0; c < chunks[i]; c++) t += host[at + c];
+            at += chunks[i];
+            s += t;
+        }
         return s;
     }
 
     public void Dispose()
     {
-        foreach (var kv in buffers) kv.Value.Dispose();
-        buffers.Clear();
+        // Tensors own their device copies (freed with them); the backend owns its scratch and index tables.
+        foreach (var b in scratch.Values) b.Dispose();
+        scratch.Clear();
+        foreach (var kv in plans) { kv.Value.Rest.Dispose(); kv.Value.Pcol.Dispose(); kv.Value.InvStart.Dispose(); kv.Value.InvCols.Dispose(); }
+        plans.Clear();
     }
 }

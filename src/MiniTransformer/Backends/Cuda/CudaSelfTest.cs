@@ -58,8 +58,20 @@ public static class CudaSelfTest
             yield return Both("sgd", $"n{n}", be => Sgd(be, n));
             yield return Both("global norm", $"n{n}", be => SumSq(be, n));
         }
+        // InOut: GPT-2's Conv1D [C, 3C], shared or per-head pivots
+        foreach (var (N, C, NH, shared, lay) in new[]
+                 {
+                     (7, 12, 3, true, WeightLayout.InOut), (7, 12, 3, false, WeightLayout.InOut), (33, 64, 4, true, WeightLayout.InOut),
+                     (33, 64, 4, false, WeightLayout.InOut), (5, 8, 1, true, WeightLayout.InOut), (130, 96, 2, false, WeightLayout.InOut),
+                     (70, 192, 3, true, WeightLayout.InOut)
+                 })
+            yield return Both("gauge-fixed qkv", $"N{N} C{C} H{NH} {lay} {(shared ? "shared" : "per-head")} pivots",
+                be => FixedQkv(be, N, C, NH, shared, lay));
+        yield return Both("residency", "host writes and reads between device ops", Residency);
         yield return Both("gpt2 step", "L2 d64 H4 V67 B3 T17", be => Gpt2Step(be, 67, 64, 4, 2, 3, 17, tied: true));
         yield return Both("gpt2 step", "L1 d48 H3 V53 B2 T9 untied", be => Gpt2Step(be, 53, 48, 3, 1, 2, 9, tied: false));
+        yield return Both("gpt2 step", "L2 d48 H3 V53 B2 T11 gauge-fixed", be => Gpt2Step(be, 53, 48, 3, 2, 2, 11, tied: true, gaugeFixed: true));
+        yield return Both("gpt2 train", "L2 d32 H4 V41 B2 T9, 3 AdamW steps (clip, zero-grad, norm)", be => Gpt2Train(be, 41, 32, 4, 2, 2, 9));
     }
 
     // A case is written once over AnyBackend; Both() runs it for float (the backend under test) and double (CPU).
@@ -92,8 +104,13 @@ public static class CudaSelfTest
     static List<(string, double[])> AdamW(AnyBackend be, int n) => be.Do(f => AdamW<float>(f, n), d => AdamW<double>(d, n));
     static List<(string, double[])> Sgd(AnyBackend be, int n) => be.Do(f => Sgd<float>(f, n), d => Sgd<double>(d, n));
     static List<(string, double[])> SumSq(AnyBackend be, int n) => be.Do(f => SumSq<float>(f, n), d => SumSq<double>(d, n));
-    static List<(string, double[])> Gpt2Step(AnyBackend be, int V, int C, int NH, int L, int B, int T, bool tied) =>
-        be.Do(f => Gpt2Step<float>(f, V, C, NH, L, B, T, tied), d => Gpt2Step<double>(d, V, C, NH, L, B, T, tied));
+    static List<(string, double[])> Gpt2Step(AnyBackend be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed = false) =>
+        be.Do(f => Gpt2Step<float>(f, V, C, NH, L, B, T, tied, gaugeFixed), d => Gpt2Step<double>(d, V, C, NH, L, B, T, tied, gaugeFixed));
+    static List<(string, double[])> Gpt2Train(AnyBackend be, int V, int C, int NH, int L, int B, int T) =>
+        be.Do(f => Gpt2Train<float>(f, V, C, NH, L, B, T), d => Gpt2Train<double>(d, V, C, NH, L, B, T));
+    static List<(string, double[])> FixedQkv(AnyBackend be, int N, int C, int NH, bool shared, WeightLayout layout) =>
+        be.Do(f => FixedQkv<float>(f, N, C, NH, shared, layout), d => FixedQkv<double>(d, N, C, NH, shared, layout));
+    static List<(string, double[])> Residency(AnyBackend be) => be.Do(Residency<float>, Residency<double>);
 
     // ------------------------------------------------------------------ inputs
 
@@ -248,8 +265,75 @@ public static class CudaSelfTest
     static List<(string, double[])> SumSq<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F> =>
         [("sumsq", [be.SumOfSquares(Tn<F>(Randn(91, n), n))])];
 
-    static List<(string, double[])> Gpt2Step<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T, bool tied)
+    /// <summary>
+    /// Random pivot rows for a gauge-fixed projection: <paramref name="sets"/> sorted sets of dh distinct rows of [0, C),
+    /// all the same when <paramref name="shared"/> (one set per layer, as Canonical.Fix chooses).
+    /// </summary>
+    static int[][] RandomPivots(Random rng, int sets, int C, int dh, bool shared)
+    {
+        int[] One() => [.. Enumerable.Range(0, C).OrderBy(_ => rng.Next()).Take(dh).Order()];
+        var first = One();
+        return [.. Enumerable.Range(0, sets).Select(i => shared || i == 0 ? first : One())];
+    }
+
+    /// <summary>
+    /// The gauge-fixed QKV projection (<see cref="Gauge.FixedQkv{F}"/>): on a backend with its own kernels
+    /// (<see cref="IFixedQkvOps{F}"/>, CUDA) those run; the CPU runs FixedQkv's host path, the reference. Inputs and
+    /// starting gradients random; W need not hold the identity blocks (the projection ignores those entries).
+    /// </summary>
+    static List<(string, double[])> FixedQkv<F>(IBackend<F> be, int N, int C, int NH, bool shared, WeightLayout layout)
         where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var block = new AttentionBlock<F>(be, "", C, NH, causal: true, layout, "c_attn", "c_proj");
+        Randn(101, C * 3 * C, 0.2).Select(v => F.CreateTruncating(v)).ToArray().CopyTo(block.Wqkv.Value.Data, 0);
+        Randn(102, 3 * C).Select(v => F.CreateTruncating(v)).ToArray().CopyTo(block.Bqkv.Value.Data, 0);
+        var rng = new Random(N * 31 + C);
+        var piv = RandomPivots(rng, 2 * NH, C, C / NH, shared);
+        var proj = new Gauge.FixedQkv<F>(block, C, NH, piv[..NH], piv[NH..]);
+        var x = Tn<F>(Randn(103, N * C), N, C);
+        var qkv = Nan<F>(N, 3 * C);
+        proj.Forward(qkv, x, N);
+        var dx = Tn<F>(Randn(104, N * C), N, C);
+        Randn(105, C * 3 * C).Select(v => F.CreateTruncating(v)).ToArray().CopyTo(block.Wqkv.Grad.Data, 0);
+        Randn(106, 3 * C).Select(v => F.CreateTruncating(v)).ToArray().CopyTo(block.Bqkv.Grad.Data, 0);
+        proj.Backward(dx, Tn<F>(Randn(107, N * 3 * C), N, 3 * C), x, N);
+        return [("qkv", D(qkv)), ("dx", D(dx)), ("dW", D(block.Wqkv.Grad)), ("db", D(block.Bqkv.Grad))];
+    }
+
+    /// <summary>
+    /// Host reads and writes between device ops (what the residency state machine must get right on a device backend):
+    /// a host write to an input after a device op used it, a device op's output read on the host and then written there
+    /// and fed back, an accumulating gradient zeroed through the backend and through <see cref="Tensor{T}.Clear"/>.
+    /// </summary>
+    static List<(string, double[])> Residency<F>(IBackend<F> be) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        const int N = 9, K = 13, M = 6;
+        var x = Tn<F>(Randn(111, N * K), N, K);
+        var w = Tn<F>(Randn(112, K * M, 0.3), K, M);
+        var y1 = Nan<F>(N, M);
+        be.MatmulForward(y1, x, w, null, N, K, M, WeightLayout.InOut);
+        x.Data[3] += F.One;                                  // host write after the device used x
+        w.Span[5] = F.CreateTruncating(-0.5);
+        var y2 = Nan<F>(N, M);
+        be.MatmulForward(y2, x, w, null, N, K, M, WeightLayout.InOut);
+        double read = double.CreateTruncating(y2.HostView[7]);   // read-only host access: both copies stay current
+        y2.Data[0] = F.CreateTruncating(2.5);                 // host write to a device op's output, then used as an input
+        var y3 = Nan<F>(N, M);
+        be.GeluForward(y3, y2, N * M, GeluForm.Tanh);
+        var dW = Tn<F>(Randn(113, K * M), K, M);
+        be.MatmulBackward(null, dW, null, y3, x, w, N, K, M, WeightLayout.InOut);
+        be.Zero(dW);                                          // the optimizer's zero-grad
+        be.MatmulBackward(null, dW, null, y2, x, w, N, K, M, WeightLayout.InOut);
+        var dW2 = Tn<F>(Randn(114, K * M), K, M);
+        be.MatmulBackward(null, dW2, null, y1, x, w, N, K, M, WeightLayout.InOut);
+        dW2.Clear();                                          // the models' Clear() of an accumulator
+        be.MatmulBackward(null, dW2, null, y3, x, w, N, K, M, WeightLayout.InOut);
+        var c = dW2.Clone();
+        be.ResidualForward(dW2, c, dW, K * M);               // output aliasing nothing, input a clone
+        return [("y1", D(y1)), ("y2", D(y2)), ("read", [read]), ("y3", D(y3)), ("dW", D(dW)), ("dW2", D(dW2))];
+    }
+
+    static Gpt2<F> SmallGpt2<F>(IBackend<F> be, int V, int C, int NH, int L, int T, bool tied) where F : unmanaged, IFloatingPointIeee754<F>
     {
         var cfg = new Gpt2Config(V, T + 4, C, L, NH, 1e-5, null, tied);
         var model = new Gpt2<F>(cfg, be);
@@ -257,6 +341,48 @@ public static class CudaSelfTest
         // Round the weights to float so both precisions start from the same values.
         foreach (var p in model.Parameters)
             for (int i = 0; i < p.Value.Length; i++) p.Value.Data[i] = F.CreateTruncating((float)double.CreateTruncating(p.Value.Data[i]));
+        return model;
+    }
+
+    /// <summary>Three training steps as the trainer takes them: zero-grad, forward, backward, clipped AdamW (norm on the backend).</summary>
+    static List<(string, double[])> Gpt2Train<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var model = SmallGpt2(be, V, C, NH, L, T, tied: true);
+        // ε = 1e-2 keeps AdamW's update a smooth function of the gradient (with ε ≈ 0 it is ≈ sign(g) on the first step,
+        // and float32 vs float64 rounding of a near-zero gradient would flip whole updates). Clip 0.5 makes the clip act.
+        var opt = new Training.Optimizer<F>(model.Parameters, new Training.OptimizerConfig(Epsilon: 1e-2, GradClip: 0.5), be);
+        var rng = new Random(V * 3 + C);
+        var losses = new List<double>();
+        var norms = new List<double>();
+        for (int step = 0; step < 3; step++)
+        {
+            int[] ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
+            int[] targets = Enumerable.Range(0, B * T).Select(i => i % 4 == 3 ? -100 : rng.Next(V)).ToArray();
+            opt.ZeroGrad();
+            var (sum, count) = model.Forward(ids, targets, B, T);
+            model.Backward(1.0 / count);
+            losses.Add(sum / count);
+            norms.Add(opt.Update(3e-2, sum / count));
+        }
+        var r = new List<(string, double[])> { ("loss", [.. losses]), ("grad norm", [.. norms]) };
+        foreach (var p in model.Parameters) r.Add(("param/" + p.Name, D(p.Value)));
+        r.Add(("m[0]", D(opt.M[0])));
+        r.Add(("v[0]", D(opt.V[0])));
+        return r;
+    }
+
+    static List<(string, double[])> Gpt2Step<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed)
+        where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var model = SmallGpt2(be, V, C, NH, L, T, tied);
+        if (gaugeFixed)
+        {
+            // shared pivots in layer 0 (the fast path), per-head pivots in the others
+            var prng = new Random(C + L);
+            var piv = Enumerable.Range(0, L).Select(l => RandomPivots(prng, 2 * NH, C, C / NH, shared: l == 0)).ToArray();
+            Gauge.GaugeFixedTraining.InstallKernels(model, [.. piv.Select(p => p[..NH])], [.. piv.Select(p => p[NH..])]);
+        }
         var rng = new Random(V + C);
         int[] ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
         int[] targets = Enumerable.Range(0, B * T).Select(i => i % 5 == 4 ? -100 : rng.Next(V)).ToArray();
