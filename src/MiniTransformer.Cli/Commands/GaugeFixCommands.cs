@@ -94,7 +94,7 @@ public static class GaugeFixCommands
             Console.WriteLine($"{ma.Describe()}");
             Console.WriteLine($"{"distance",-14} {"‖A−B‖",12} {"relative",12}");
             Console.WriteLine($"{"naive",-14} {E(naive),12} {E(naiveRel),12}");
-            Console.WriteLine($"{"modulo gauge",-14} {E(gauge),12} {E(gaugeRel),12}   (removed: {string.Join(",", ca.Removed.Keys)}, mlp units ordered; not removed: {string.Join(",", ca.NotRemoved.Keys.Where(k => k != "mlp"))}{(samePivots ? "" : "; pivot rows differ")})");
+            Console.WriteLine($"{"modulo gauge",-14} {E(gauge),12} {E(gaugeRel),12}   (removed: {string.Join(",", ca.Removed.Keys)}, mlp units ordered; not removed: {(ca.NotRemoved.Keys.Any(k => k != "mlp") ? string.Join(",", ca.NotRemoved.Keys.Where(k => k != "mlp")) : "none")}{(samePivots ? "" : "; pivot rows differ")})");
             Console.WriteLine($"log-probabilities: max relative deviation {E(fdev)} on 4 random sequences");
             return 0;
         });
@@ -105,7 +105,7 @@ public static class GaugeFixCommands
 
     public static Option<bool> GaugeFixedOption() => new("--gauge-fixed")
     {
-        Description = "GPT-2: canonicalise the initial model (mt gauge fix), train only the free parameters (optimizer state for them only), skip the Q/V identity blocks in the kernels; gauge.json in the run folder",
+        Description = "GPT-2 or BERT: canonicalise the initial model (mt gauge fix), train only the free parameters (optimizer state for them only), skip the Q/V identity blocks in the kernels; gauge.json in the run folder",
     };
 
     /// <summary>
@@ -115,8 +115,10 @@ public static class GaugeFixCommands
     public static Action<Trainer<F>> SetupTraining<F>(ILanguageModel<F> model, string run, bool resume, TrainConfig config, Action<Trainer<F>>? prev, bool quiet = false)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        if (model is not Gpt2<F> g) throw new InputException("--gauge-fixed: GPT-2 only for now");
-        if (g.Layers.Any(l => l.Attn.Biases is not null)) throw new InputException("--gauge-fixed: not combined with --symmetry-breaking");
+        if (model is not (Gpt2<F> or Bert<F>)) throw new InputException($"--gauge-fixed: architecture '{model.Arch}' is not supported (GPT-2 and BERT)");
+        if (model is Gpt2<F> g0 && (g0.Layers.Any(l => l.Attn.Biases is not null) || g0.Config.MlpActivation != MlpActivation.Gelu)
+            || model is Bert<F> b0 && (b0.Layers.Any(l => l.Attn.Biases is not null) || b0.Config.MlpActivation != MlpActivation.Gelu))
+            throw new InputException("--gauge-fixed: not combined with --symmetry-breaking or --mlp prelu (the canonical form is for the standard GELU model)");
         string path = Path.Combine(run, GaugeFile);
         SortedDictionary<string, SortedDictionary<int, double>> fixedEntries;
         int[][][] q, v;
@@ -141,7 +143,8 @@ public static class GaugeFixCommands
         }
         if (!quiet && config.Opt.WeightDecay != 0)
             Console.WriteLine($"  gauge-fixed: weight decay {config.Opt.WeightDecay} is not gauge invariant (compare with --weight-decay 0)");
-        GaugeFixedTraining.InstallKernels(g, q, v);
+        if (model is Gpt2<F> g) GaugeFixedTraining.InstallKernels(g, q, v);
+        else GaugeFixedTraining.InstallKernels((Bert<F>)model, q, v);
         var free = GaugeFixedTraining.FreeIndices(model.Parameters, fixedEntries);
         return t => { prev?.Invoke(t); t.Optimizer.RestrictTo(free); };
     }

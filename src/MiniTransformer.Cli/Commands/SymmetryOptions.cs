@@ -62,6 +62,19 @@ sealed class SymmetryOptions
     /// <summary>The flags' symmetry-breaking settings on a GPT-2 config.</summary>
     public Gpt2Config ApplyTo(ParseResult r, Gpt2Config cfg)
     {
+        var (sb, act) = Settings(r, cfg.HeadDim);
+        return cfg with { SymmetryBreaking = sb, MlpActivation = act };
+    }
+
+    /// <summary>The flags' symmetry-breaking settings on a BERT config (the same b_Q / b_V after the projections, PReLU in the MLP).</summary>
+    public BertConfig ApplyTo(ParseResult r, BertConfig cfg)
+    {
+        var (sb, act) = Settings(r, cfg.HeadDim);
+        return cfg with { SymmetryBreaking = sb, MlpActivation = act };
+    }
+
+    (SymmetryBreakingConfig? Sb, MlpActivation Act) Settings(ParseResult r, int headDim)
+    {
         var (bq, bv) = Which(r);
         var act = r.GetValue(Mlp) switch
         {
@@ -69,8 +82,8 @@ sealed class SymmetryOptions
             "prelu" => MlpActivation.Prelu,
             var m => throw new InputException($"--mlp: unknown '{m}'; expected gelu or prelu"),
         };
-        var sb = bq || bv ? SymmetryBreakingConfig.Create(cfg.HeadDim, bq, bv, r.GetValue(BqMean), r.GetValue(BqStd), r.GetValue(BvMean), r.GetValue(BvStd)) : null;
-        sb?.Validate("--symmetry-breaking", cfg.HeadDim);
-        return cfg with { SymmetryBreaking = sb, MlpActivation = act };
+        var sb = bq || bv ? SymmetryBreakingConfig.Create(headDim, bq, bv, r.GetValue(BqMean), r.GetValue(BqStd), r.GetValue(BvMean), r.GetValue(BvStd)) : null;
+        sb?.Validate("--symmetry-breaking", headDim);
+        return (sb, act);
     }
 }

@@ -59,8 +59,8 @@ static class TrainCommand
                 ecd ? 0 : r.GetValue(warmup), MinLrFraction: ecd ? 1.0 : 0.1,
                 GradAccum: r.GetValue(accum), EvalEvery: r.GetValue(evalEvery), EvalBatches: r.GetValue(evalBatches), Seed: seed,
                 Optimizer: sym.Apply(r, new OptimizerConfig(kind, WeightDecay: ecd && r.GetResult(wd) is null or { Implicit: true } ? 0 : r.GetValue(wd), GradClip: r.GetValue(clip))));
-            if (sym.Requested(r) && (isResume || r.GetValue(model) is not null || arch != "gpt2"))
-                throw new InputException("--symmetry-breaking/--mlp: apply to a new GPT-2 (init flags); a checkpoint keeps the settings it was trained with");
+            if (sym.Requested(r) && (isResume || r.GetValue(model) is not null))
+                throw new InputException("--symmetry-breaking/--mlp: apply to a new model (init flags); a checkpoint keeps the settings it was trained with");
             config.Validate();
             bool tr = r.GetValue(track);
             if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr, sym);
@@ -80,6 +80,12 @@ static class TrainCommand
             model = ModelFiles.Load(ck, ops);
         }
         else if (modelPath is not null) model = ModelFiles.Load(modelPath, ops);
+        else if (sym is not null && sym.Requested(r) && init.ArchOf(r) == "bert")
+        {
+            var b = new Bert<F>(sym.ApplyTo(r, init.BertConfig(r, data.VocabSize)), ops);
+            b.InitializeRandom(config.Seed);
+            model = b;
+        }
         else if (sym is not null && sym.Requested(r))
         {
             var g = new Gpt2<F>(sym.ApplyTo(r, init.Config(r, data.VocabSize)), ops);

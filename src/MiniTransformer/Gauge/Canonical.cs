@@ -19,14 +19,44 @@ public sealed class CanonicalForm
     /// <summary>Kinds the toolkit counts that fixed entries do not remove here (and why).</summary>
     public required Dictionary<string, string> NotRemoved { get; init; }
 
+    /// <summary>"gpt2" or "bert": BERT's packed attention.self.qkv is written to gauge.json as query/key/value (the file's tensors).</summary>
+    public string Arch { get; init; } = "gpt2";
+    /// <summary>Model width d (the size of each of BERT's query/key/value blocks).</summary>
+    public int D { get; init; }
+
     public int FixedCount => Fixed.Values.Sum(t => t.Count);
+
+    static readonly System.Text.RegularExpressions.Regex PackedQkv = new(@"^(.*\.attention\.self)\.qkv\.(weight|bias)$");
+    static readonly System.Text.RegularExpressions.Regex SplitQkv = new(@"^(.*\.attention\.self)\.(query|key|value)\.(weight|bias)$");
+
+    /// <summary>
+    /// The fixed entries under the names and flat indices of the stored file: BERT's packed qkv ([q | k | v] rows of
+    /// [3d, d], bias [3d]) split into query, key and value ([d, d] and [d] each).
+    /// </summary>
+    public SortedDictionary<string, SortedDictionary<int, double>> FileEntries()
+    {
+        var res = new SortedDictionary<string, SortedDictionary<int, double>>(StringComparer.Ordinal);
+        foreach (var (t, e) in Fixed)
+        {
+            if (Arch != "bert" || PackedQkv.Match(t) is not { Success: true } m) { res[t] = e; continue; }
+            int part = m.Groups[2].Value == "weight" ? D * D : D;
+            string[] names = ["query", "key", "value"];
+            foreach (var (i, v) in e)
+            {
+                string name = $"{m.Groups[1].Value}.{names[i / part]}.{m.Groups[2].Value}";
+                if (!res.TryGetValue(name, out var d)) res[name] = d = [];
+                d[i % part] = v;
+            }
+        }
+        return res;
+    }
     public int FreeCount => Params.Count - FixedCount;
 
     /// <summary>gauge.json: {"fixed": [{tensor, indices, values}], "removed": {kind: count}, ...}.</summary>
     public JsonObject ToJson()
     {
         var fixedArr = new JsonArray();
-        foreach (var (t, e) in Fixed)
+        foreach (var (t, e) in FileEntries())
             fixedArr.Add(new JsonObject
             {
                 ["tensor"] = t,
@@ -46,6 +76,8 @@ public sealed class CanonicalForm
             ["fixed_count"] = FixedCount,
             ["parameters"] = Params.Count,
             ["free_parameters"] = FreeCount,
+            ["arch"] = Arch,
+            ["hidden_size"] = D,
             ["q_pivots"] = Piv(QPivots),
             ["v_pivots"] = Piv(VPivots),
         };
@@ -55,13 +87,22 @@ public sealed class CanonicalForm
     public static (SortedDictionary<string, SortedDictionary<int, double>> Fixed, int[][][] Q, int[][][] V) ReadJson(JsonObject o)
     {
         var f = new SortedDictionary<string, SortedDictionary<int, double>>(StringComparer.Ordinal);
+        int D = o["hidden_size"] is JsonNode hs ? (int)hs : 0;
         foreach (var e in o["fixed"]!.AsArray())
         {
             var idx = e!["indices"]!.AsArray().Select(x => (int)x!).ToArray();
             var val = e["values"]!.AsArray().Select(x => (double)x!).ToArray();
-            var d = new SortedDictionary<int, double>();
-            for (int i = 0; i < idx.Length; i++) d[idx[i]] = val[i];
-            f[(string)e["tensor"]!] = d;
+            string name = (string)e["tensor"]!;
+            int offset = 0;
+            // BERT's query/key/value as stored → the engine's packed qkv ([q | k | v]).
+            if (SplitQkv.Match(name) is { Success: true } m)
+            {
+                int part = m.Groups[3].Value == "weight" ? D * D : D;
+                offset = part * (m.Groups[2].Value switch { "query" => 0, "key" => 1, _ => 2 });
+                name = $"{m.Groups[1].Value}.qkv.{m.Groups[3].Value}";
+            }
+            if (!f.TryGetValue(name, out var d)) f[name] = d = [];
+            for (int i = 0; i < idx.Length; i++) d[offset + idx[i]] = val[i];
         }
         int[][][] Piv(string key) => [.. o[key]!.AsArray().Select(l => l!.AsArray().Select(h => h!.AsArray().Select(r => (int)r!).ToArray()).ToArray())];
         return (f, Piv("q_pivots"), Piv("v_pivots"));
@@ -103,7 +144,8 @@ public static class Canonical
 
     public static CanonicalForm Fix(GaugeArch a, ParamSet input, bool sharedPivots = true)
     {
-        if (a.Arch != "gpt2") throw new InputException($"gauge fix: architecture '{a.Arch}' is not supported yet (GPT-2 only)");
+        if (a.Arch == "bert") return FixBert(a, input, sharedPivots);
+        if (a.Arch != "gpt2") throw new InputException($"gauge fix: architecture '{a.Arch}' is not supported (GPT-2 and BERT)");
         var p = input.Clone();
         var b = new Builder(p);
         int d = a.D;
@@ -146,46 +188,7 @@ public static class Canonical
             }
         bool meanRow0 = !singleHead && a.MeanLns.Any(ln => ln.Readers.Any(r => r.HasBias));
 
-        var qPiv = new int[a.Attention.Length][][];
-        var vPiv = new int[a.Attention.Length][][];
-        foreach (var s in a.Attention)
-        {
-            int k = s.HeadDim;
-            qPiv[s.Layer] = new int[s.Heads][];
-            vPiv[s.Layer] = new int[s.Heads][];
-            int exclude = meanRow0 ? 0 : -1;
-            // One set of pivot rows for every head's W_Q and W_V in the layer (maximin greedy pivoting over their
-            // orthonormal bases), so the skip kernel gathers x's free columns once per layer.
-            int[]? shared = sharedPivots
-                ? SharedPivots([.. Enumerable.Range(0, s.Heads).SelectMany(h => new[] { s.Q.Sub(h * k, k).Matrix(p), s.V.Sub(h * k, k).Matrix(p) })], exclude)
-                : null;
-            for (int h = 0; h < s.Heads; h++)
-            {
-                // qk
-                var q = s.Q.Sub(h * k, k);
-                var piv = shared ?? Pivots(q.Matrix(p), exclude);
-                var blk = Rows(q.Matrix(p), piv);
-                var A = Inverse(blk);
-                MapColsInPlace(p, q, A);
-                MapColsInPlace(p, s.K.Sub(h * k, k), Transpose(blk));
-                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("qk", q, piv[i], j, i == j ? 1.0 : 0.0);
-                qPiv[s.Layer][h] = piv;
-                // ov
-                var v = s.V.Sub(h * k, k);
-                var vp = shared ?? Pivots(v.Matrix(p), exclude);
-                var vb = Rows(v.Matrix(p), vp);
-                MapColsInPlace(p, v, Inverse(vb));
-                MapRowsInPlace(p, s.O, h * k, vb);
-                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("ov", v, vp[i], j, i == j ? 1.0 : 0.0);
-                vPiv[s.Layer][h] = vp;
-            }
-            // kbias, vbias
-            for (int j = 0; j < s.K.Cols; j++) b.MarkBias("kbias", s.K, j, 0.0);
-            var bv = s.V.BiasVector(p);
-            var shift = VecTimes(p, s.O, bv);
-            for (int j = 0; j < s.O.Cols; j++) s.O.AddBias(p, j, shift[j]);
-            for (int j = 0; j < s.V.Cols; j++) b.MarkBias("vbias", s.V, j, 0.0);
-        }
+        var (qPiv, vPiv) = FixAttention(a, p, b, meanRow0, sharedPivots);
 
         var notRemoved = new Dictionary<string, string>
         {
@@ -244,12 +247,218 @@ public static class Canonical
 
         // Exact values at every fixed entry (later steps keep them up to round-off).
         foreach (var (t, e) in b.Fixed) foreach (var (i, v) in e) p[t][i] = v;
+        CheckCounts(a, b);
+        return new CanonicalForm { Params = p, Fixed = b.Fixed, Removed = b.ByKind, QPivots = qPiv, VPivots = vPiv, NotRemoved = notRemoved, D = d };
+    }
+
+    /// <summary>Each kind fixed exactly its analytic count of entries (a wrong count is a bug, not bad input).</summary>
+    static void CheckCounts(GaugeArch a, Builder b)
+    {
         foreach (var (kind, n) in b.ByKind)
         {
             int expect = GaugeKind.All.First(x => x.Name == kind).Count(a);
             if (n != expect) throw new InvalidOperationException($"gauge fix: {kind} fixed {n} entries, its analytic count is {expect}");
         }
-        return new CanonicalForm { Params = p, Fixed = b.Fixed, Removed = b.ByKind, QPivots = qPiv, VPivots = vPiv, NotRemoved = notRemoved };
+    }
+
+    /// <summary>
+    /// BERT (post-LN, MLM head) in canonical form. Post-LN changes which LayerNorm parameters can be folded:
+    /// <code>
+    ///   x′ = LN_out(h + MLP(h)),  h = LN_attn(x + Attn(x)),  LN(z) = n(z)⊙g + β,  n(z) ⊥ 1
+    /// </code>
+    /// Every LayerNorm but the last encoder one feeds a sublayer AND the skip path, so the skip path carries n⊙g + β
+    /// itself into the next sum: its gain cannot be folded into the sublayer's input map (the skip would see the change),
+    /// and its bias can only be moved if the sublayer's output bias puts it back — y + Sub(y) with y → y − β,
+    /// c_in → c_in + β·W_in (the sublayer sees the same pre-activations) and b_out → b_out + β (the sum is unchanged).
+    /// That is `postln`: β → 0 for the embedding LayerNorm, every LN_attn and every LN_out but the last. Only the last
+    /// LN_out feeds linear maps alone (the head's dense, and the pooler when there is one): its gain → 1 and bias → 0
+    /// fold into them (`lngain`, `lnbias`, as in GPT-2). The head LayerNorm feeds the decoder: untied, it folds the same
+    /// way; tied (decoder = the word embeddings, also the input), only its bias moves, into the decoder bias
+    /// (b_dec += β·Eᵀ), and b_dec's shift along 1_V is fixed by b_dec[0] = 0 (both `postln`). The mean direction
+    /// (`lnmean`) needs only n ⊥ 1, so it is fixed (row 0 of every reader with a bias zeroed) for every LayerNorm,
+    /// with its gain kept: W → W + outer(1/g, u), u = −g₀·W[0,:] (β = 0 by then, so no bias change). Then qk/ov/kbias/vbias
+    /// as in GPT-2, `writer1` (column 0 of every sublayer output map and its bias: the next LayerNorm removes 1), and
+    /// `embshift` over three tables (E row 0 and S row 0 into P, P[:,0], S[s≥1,0]; untied also E[v≥1,0]).
+    /// There is no residual rotation in post-LN. The pooler (not in the MLM logits) takes the last LN_out's gain and
+    /// bias too, so its output is kept as well.
+    /// </summary>
+    static CanonicalForm FixBert(GaugeArch a, ParamSet input, bool sharedPivots)
+    {
+        if (a.FoldableLns.Length == 0)
+            throw new InputException("gauge fix: an encoder-only BERT (no MLM head) is not supported; the canonical form needs the MLM head's dense layer to fold the last LayerNorm into");
+        var p = input.Clone();
+        var b = new Builder(p);
+        int d = a.D;
+        const string dense = "cls.predictions.transform.dense.weight";
+        MapRef? pooler = p.Has("bert.pooler.dense.weight")
+            ? MapRef.Full("bert.pooler.dense.weight", "bert.pooler.dense.bias", Backends.WeightLayout.OutIn, d, d) : null;
+
+        // lngain, lnbias: the last LN_out (→ head dense, + pooler) and, untied, the head LN (→ decoder, which has a bias).
+        foreach (var ln in a.FoldableLns)
+        {
+            var readers = ln.Readers.Any(r => r.Weight == dense) && pooler is not null ? [.. ln.Readers, pooler] : ln.Readers;
+            var g = p[ln.Gain]; var beta = p[ln.Bias];
+            foreach (var r in readers)
+                for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Set(p, i, j, r.Get(p, i, j) * g[i]);
+            for (int i = 0; i < d; i++) beta[i] /= g[i];
+            foreach (var r in readers)
+            {
+                if (!r.HasBias) throw new InvalidOperationException($"gauge fix: {r.Weight} reads {ln.Name} and has no bias");
+                var shift = VecTimes(p, r, beta);   // (β/g)·(diag(g)·W) = β·W
+                for (int j = 0; j < r.Cols; j++) r.AddBias(p, j, shift[j]);
+            }
+            for (int i = 0; i < d; i++) b.Mark("lngain", ln.Gain, i, 1.0);
+            for (int i = 0; i < d; i++) b.Mark("lnbias", ln.Bias, i, 0.0);
+        }
+        // postln: β → 0 with the readers' input biases + β·W and the sublayer's output bias + β.
+        foreach (var ln in a.PostLns)
+        {
+            var beta = (double[])p[ln.Bias].Clone();
+            foreach (var r in ln.Readers)
+            {
+                var shift = VecTimes(p, r, beta);
+                for (int j = 0; j < r.Cols; j++) r.AddBias(p, j, shift[j]);
+            }
+            for (int j = 0; j < d; j++) ln.Writer.AddBias(p, j, beta[j]);
+            for (int i = 0; i < d; i++) b.Mark("postln", ln.Bias, i, 0.0);
+        }
+        if (a.Tied && a.OutputMap.HasBias)
+        {
+            // Tied head LayerNorm: β → 0 into the decoder bias, then the decoder bias's 1_V shift (the log-softmax ignores it).
+            var beta = (double[])p[a.FinalLnBias].Clone();
+            var shift = VecTimes(p, a.OutputMap, beta);
+            for (int j = 0; j < a.OutputMap.Cols; j++) a.OutputMap.AddBias(p, j, shift[j]);
+            for (int i = 0; i < d; i++) b.Mark("postln", a.FinalLnBias, i, 0.0);
+            double c0 = a.OutputMap.GetBias(p, 0);
+            for (int j = 0; j < a.OutputMap.Cols; j++) a.OutputMap.AddBias(p, j, -c0);
+            b.MarkBias("postln", a.OutputMap, 0, 0.0);
+        }
+        // lnmean (not with a single-head layer, as in GPT-2): row 0 of every reader with a bias → 0, the gain kept.
+        bool singleHead = a.Attention.Any(s => s.Heads == 1);
+        foreach (var ln in singleHead ? [] : a.MeanLns)
+        {
+            var g = p[ln.Gain]; var beta = p[ln.Bias];
+            double bOverG = 0;
+            for (int i = 0; i < d; i++) bOverG += beta[i] / g[i];   // 0: every bias is fixed at 0 by now
+            foreach (var r in ln.Readers.Where(r => r.HasBias))
+            {
+                var u = Row(p, r, 0);
+                for (int j = 0; j < r.Cols; j++) u[j] *= -g[0];
+                for (int i = 0; i < d; i++) for (int j = 0; j < r.Cols; j++) r.Add(p, i, j, u[j] / g[i]);
+                for (int j = 0; j < r.Cols; j++) r.AddBias(p, j, -bOverG * u[j]);
+                for (int j = 0; j < r.Cols; j++) b.Mark("lnmean", r, 0, j, 0.0);
+            }
+        }
+        bool meanRow0 = !singleHead && a.MeanLns.Any(ln => ln.Readers.Any(r => r.HasBias));
+
+        var (qPiv, vPiv) = FixAttention(a, p, b, meanRow0, sharedPivots);
+
+        var notRemoved = new Dictionary<string, string>
+        {
+            ["mlp"] = "a discrete permutation (no flat directions, no entries): hidden units ordered by the norm of their input weights and bias instead",
+        };
+        if (singleHead) notRemoved["lnmean"] = "kept: a single-head layer's d×d identity block in W_Q leaves no row to zero";
+        if (!singleHead)
+        {
+            // writer1: column 0 of each sublayer output map and its bias (untied: the decoder too; its (0, 0) entry is
+            // already fixed by lnmean, so d − 1 weights + the bias there).
+            IEnumerable<MapRef> maps = a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
+            foreach (var m in maps)
+            {
+                b.Fixed.TryGetValue(m.Weight, out var already);
+                for (int i = 0; i < m.In; i++)
+                {
+                    if (already is not null && already.ContainsKey(m.Index(i, 0))) continue;
+                    double w0 = m.Get(p, i, 0);
+                    for (int j = 0; j < m.Cols; j++) m.Add(p, i, j, -w0);
+                    b.Mark("writer1", m, i, 0, 0.0);
+                }
+                double c0 = m.GetBias(p, 0);
+                for (int j = 0; j < m.Cols; j++) m.AddBias(p, j, -c0);
+                b.MarkBias("writer1", m, 0, 0.0);
+            }
+        }
+        else notRemoved["writer1"] = "kept: a single-head layer shares one of its directions with ov, vbias and lnmean";
+
+        // embshift: x₀ = LN_emb(E[id] + P[pos] + S[type]) sees only the sum, up to a constant along 1 per row.
+        {
+            var E = p[a.TokenEmbedding]; var P = p[a.PositionEmbedding]; var S = p[a.TypeEmbedding!];
+            void IntoPositions(double[] table, string name)
+            {
+                var w = table[..d];
+                for (int v = 0; v < table.Length / d; v++) for (int i = 0; i < d; i++) table[v * d + i] -= w[i];
+                for (int t = 0; t < a.Positions; t++) for (int i = 0; i < d; i++) P[t * d + i] += w[i];
+                for (int i = 0; i < d; i++) b.Mark("embshift", name, i, 0.0);
+            }
+            void ColumnZero(double[] table, string name, int first)
+            {
+                for (int v = first; v < table.Length / d; v++)
+                {
+                    double c = table[v * d];
+                    for (int i = 0; i < d; i++) table[v * d + i] -= c;
+                    b.Mark("embshift", name, v * d, 0.0);
+                }
+            }
+            IntoPositions(E, a.TokenEmbedding);
+            IntoPositions(S, a.TypeEmbedding!);
+            ColumnZero(P, a.PositionEmbedding, 0);
+            ColumnZero(S, a.TypeEmbedding!, 1);                 // S row 0 is zero already
+            if (!a.Tied) ColumnZero(E, a.TokenEmbedding, 1);    // untied only: E is an input table alone
+        }
+
+        SortMlpUnits(a, p);
+        foreach (var (t, e) in b.Fixed) foreach (var (i, v) in e) p[t][i] = v;
+        CheckCounts(a, b);
+        return new CanonicalForm { Params = p, Fixed = b.Fixed, Removed = b.ByKind, QPivots = qPiv, VPivots = vPiv, NotRemoved = notRemoved, Arch = "bert", D = d };
+    }
+
+    /// <summary>
+    /// qk, ov, kbias, vbias (shared by GPT-2 and BERT): per head an identity block at d_h pivot rows of W_Q and W_V (row 0
+    /// excluded when lnmean zeroed it), W_K and W_O absorbing the inverses; b_K → 0; b_V folded into b_O.
+    /// </summary>
+    static (int[][][] Q, int[][][] V) FixAttention(GaugeArch a, ParamSet p, Builder b, bool meanRow0, bool sharedPivots)
+    {
+        var qPiv = new int[a.Attention.Length][][];
+        var vPiv = new int[a.Attention.Length][][];
+        foreach (var s in a.Attention)
+        {
+            int k = s.HeadDim;
+            qPiv[s.Layer] = new int[s.Heads][];
+            vPiv[s.Layer] = new int[s.Heads][];
+            int exclude = meanRow0 ? 0 : -1;
+            // One set of pivot rows for every head's W_Q and W_V in the layer (maximin greedy pivoting over their
+            // orthonormal bases), so the skip kernel gathers x's free columns once per layer.
+            int[]? shared = sharedPivots
+                ? SharedPivots([.. Enumerable.Range(0, s.Heads).SelectMany(h => new[] { s.Q.Sub(h * k, k).Matrix(p), s.V.Sub(h * k, k).Matrix(p) })], exclude)
+                : null;
+            for (int h = 0; h < s.Heads; h++)
+            {
+                // qk
+                var q = s.Q.Sub(h * k, k);
+                var piv = shared ?? Pivots(q.Matrix(p), exclude);
+                var blk = Rows(q.Matrix(p), piv);
+                var A = Inverse(blk);
+                MapColsInPlace(p, q, A);
+                MapColsInPlace(p, s.K.Sub(h * k, k), Transpose(blk));
+                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("qk", q, piv[i], j, i == j ? 1.0 : 0.0);
+                qPiv[s.Layer][h] = piv;
+                // ov
+                var v = s.V.Sub(h * k, k);
+                var vp = shared ?? Pivots(v.Matrix(p), exclude);
+                var vb = Rows(v.Matrix(p), vp);
+                MapColsInPlace(p, v, Inverse(vb));
+                MapRowsInPlace(p, s.O, h * k, vb);
+                for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) b.Mark("ov", v, vp[i], j, i == j ? 1.0 : 0.0);
+                vPiv[s.Layer][h] = vp;
+            }
+            // kbias, vbias
+            for (int j = 0; j < s.K.Cols; j++) b.MarkBias("kbias", s.K, j, 0.0);
+            var bv = s.V.BiasVector(p);
+            var shift = VecTimes(p, s.O, bv);
+            for (int j = 0; j < s.O.Cols; j++) s.O.AddBias(p, j, shift[j]);
+            for (int j = 0; j < s.V.Cols; j++) b.MarkBias("vbias", s.V, j, 0.0);
+        }
+        return (qPiv, vPiv);
     }
 
     /// <summary>Permutes each MLP's hidden units into ascending order of their input map's squared norm (weights and bias).</summary>

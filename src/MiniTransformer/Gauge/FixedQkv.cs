@@ -37,9 +37,12 @@ namespace MiniTransformer.Gauge
         /// <summary>Rows per task in the gathers and scatters (Parallelism.For's grain, in rows).</summary>
         const int Grain = 64;
 
-        public FixedQkv(AttentionBlock<F> block, int C, int heads, int[][] qPivots, int[][] vPivots)
+        /// <param name="layout">How W_qkv is stored: GPT-2's Conv1D [C, 3C] (InOut) or BERT's Linear [3C, C] (OutIn, rows
+        /// = output features; then the pivots must be shared by the layer's heads, as Canonical.Fix chooses them).</param>
+        public FixedQkv(AttentionBlock<F> block, int C, int heads, int[][] qPivots, int[][] vPivots, WeightLayout layout = WeightLayout.InOut)
         {
             this.block = block; this.C = C; H = heads; dh = C / heads; R = C - dh;
+            outIn = layout == WeightLayout.OutIn;
             piv = [.. qPivots, .. vPivots];
             rest = [.. piv.Select(p => Enumerable.Range(0, C).Except(p).ToArray())];
             packed = [.. piv.Select(_ => new F[R * dh])];
@@ -49,7 +52,10 @@ namespace MiniTransformer.Gauge
                 shared = piv[0]; sharedRest = rest[0];
                 wq = new F[R * C]; wv = new F[R * C]; dwq = new F[R * C]; dwv = new F[R * C];
             }
+            else if (outIn) throw new InvalidOperationException("FixedQkv: [out, in] weights need one set of pivot rows per layer (Canonical.Fix's shared pivots)");
         }
+
+        readonly bool outIn;
 
         // Shared pivots (one set for every head's Q and V in the layer, what Canonical.Fix chooses): x's free columns are
         // gathered once per layer, and Q and V are each one GEMM over the R free rows.
@@ -63,11 +69,17 @@ namespace MiniTransformer.Gauge
             int C3 = 3 * C;
             var W = block.Wqkv.Value.Data;
             var rs = sharedRest!; var P = shared!;
-            for (int i = 0; i < R; i++)
-            {
-                Array.Copy(W, rs[i] * C3, wq, i * C, C);
-                Array.Copy(W, rs[i] * C3 + 2 * C, wv, i * C, C);
-            }
+            if (outIn)
+                // [3C, C]: W′_Q row i (input feature rs[i]) is column rs[i] of the Q rows; gathered transposed into [R, C]
+                // so that the GEMMs below are the same for both layouts.
+                for (int i = 0; i < R; i++)
+                    for (int c = 0; c < C; c++) { wq[i * C + c] = W[c * C + rs[i]]; wv[i * C + c] = W[(2 * C + c) * C + rs[i]]; }
+            else
+                for (int i = 0; i < R; i++)
+                {
+                    Array.Copy(W, rs[i] * C3, wq, i * C, C);
+                    Array.Copy(W, rs[i] * C3 + 2 * C, wv, i * C, C);
+                }
             if (sN != N) { sN = N; sx = new F[N * R]; sp = new F[N * dh]; sdx = new F[N * R]; }
             var xd = x.Data; var xr = sx; var xp = sp;
             Parallelism.For(N, Grain, (lo, hi) =>
@@ -79,7 +91,8 @@ namespace MiniTransformer.Gauge
                     for (int k = 0; k < dh; k++) xp[pp + k] = xd[o + P[k]];
                 }
             });
-            Gemm.Multiply<F>(false, false, N, C, C, xd, C, W.AsSpan(C), C3, qkv.Data.AsSpan(C), C3, accumulate: false);
+            if (outIn) Gemm.Multiply<F>(false, true, N, C, C, xd, C, W.AsSpan(C * C), C, qkv.Data.AsSpan(C), C3, accumulate: false);   // k = x·W_Kᵀ
+            else Gemm.Multiply<F>(false, false, N, C, C, xd, C, W.AsSpan(C), C3, qkv.Data.AsSpan(C), C3, accumulate: false);
             if (R > 0)   // one head: W_Q and W_V are all identity, q = x + b_Q and v = x
             {
                 Gemm.Multiply<F>(false, false, N, C, R, xr, R, wq, C, qkv.Data, C3, accumulate: false);
@@ -109,19 +122,32 @@ namespace MiniTransformer.Gauge
             int C3 = 3 * C;
             var W = block.Wqkv.Value.Data; var dW = block.Wqkv.Grad.Data; var db = block.Bqkv.Grad.Data;
             var dy = dQkv.Data; var dxd = dx.Data; var rs = sharedRest!; var P = shared!;
-            Gemm.Multiply<F>(false, true, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C), C3, dxd, C, accumulate: true);
-            Gemm.Multiply<F>(true, false, C, C, N, x.Data, C, dy.AsSpan(C), C3, dW.AsSpan(C), C3, accumulate: true);
+            if (outIn)
+            {
+                // k = x·W_Kᵀ with W_K [C, C] (out, in): dx += dk·W_K, dW_K += dkᵀ·x
+                Gemm.Multiply<F>(false, false, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C * C), C, dxd, C, accumulate: true);
+                Gemm.Multiply<F>(true, false, C, C, N, dy.AsSpan(C), C3, x.Data, C, dW.AsSpan(C * C), C, accumulate: true);
+            }
+            else
+            {
+                Gemm.Multiply<F>(false, true, N, C, C, dy.AsSpan(C), C3, W.AsSpan(C), C3, dxd, C, accumulate: true);
+                Gemm.Multiply<F>(true, false, C, C, N, x.Data, C, dy.AsSpan(C), C3, dW.AsSpan(C), C3, accumulate: true);
+            }
             // x_R (gathered by the forward) → dW′_Q, dW′_V; scattered into the free rows of W_qkv's gradient.
             if (R > 0)
             {
                 Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy, C3, dwq, C, accumulate: false);
                 Gemm.Multiply<F>(true, false, R, C, N, sx, R, dy.AsSpan(2 * C), C3, dwv, C, accumulate: false);
             }
-            for (int i = 0; i < R; i++)
-            {
-                var gq = dW.AsSpan(rs[i] * C3, C); TensorPrimitives.Add(gq, dwq.AsSpan(i * C, C), gq);
-                var gv = dW.AsSpan(rs[i] * C3 + 2 * C, C); TensorPrimitives.Add(gv, dwv.AsSpan(i * C, C), gv);
-            }
+            if (outIn)
+                for (int i = 0; i < R; i++)
+                    for (int c = 0; c < C; c++) { dW[c * C + rs[i]] += dwq[i * C + c]; dW[(2 * C + c) * C + rs[i]] += dwv[i * C + c]; }
+            else
+                for (int i = 0; i < R; i++)
+                {
+                    var gq = dW.AsSpan(rs[i] * C3, C); TensorPrimitives.Add(gq, dwq.AsSpan(i * C, C), gq);
+                    var gv = dW.AsSpan(rs[i] * C3 + 2 * C, C); TensorPrimitives.Add(gv, dwv.AsSpan(i * C, C), gv);
+                }
             var dxr = sdx;
             if (R > 0)
             {
@@ -253,6 +279,14 @@ namespace MiniTransformer.Gauge
             [.. ps.Select(p => fixedEntries.TryGetValue(p.Name, out var f)
                 ? Enumerable.Range(0, p.Value.Length).Where(i => !f.ContainsKey(i)).ToArray()
                 : null)];
+
+        /// <summary>Installs <see cref="FixedQkv{F}"/> on every attention block of a BERT (W_qkv stored [3C, C]).</summary>
+        public static void InstallKernels<F>(Bert<F> model, int[][][] qPivots, int[][][] vPivots) where F : unmanaged, IFloatingPointIeee754<F>
+        {
+            for (int i = 0; i < model.Layers.Count; i++)
+                model.Layers[i].Attn.Projection = new FixedQkv<F>(model.Layers[i].Attn, model.Config.HiddenSize, model.Config.NumAttentionHeads,
+                    qPivots[i], vPivots[i], WeightLayout.OutIn);
+        }
 
         /// <summary>Installs <see cref="FixedQkv{F}"/> on every attention block of a GPT-2.</summary>
         public static void InstallKernels<F>(Gpt2<F> model, int[][][] qPivots, int[][][] vPivots) where F : unmanaged, IFloatingPointIeee754<F>

@@ -20,7 +20,7 @@ namespace MiniTransformer.Models;
 /// (<see cref="BertConfig.MlmHead"/> false: an encoder-only checkpoint such as a sentence encoder) the forward stops at
 /// the hidden states (and the pooler), there are no logits and no loss, and the head's members throw.
 /// </summary>
-public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPointIeee754<F>
+public sealed class Bert<F> : ILanguageModel<F>, IStochasticForward where F : unmanaged, IFloatingPointIeee754<F>
 {
     public sealed class Layer(IBackend<F> ops, BertConfig c, int i)
     {
@@ -29,7 +29,7 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             causal: false, WeightLayout.OutIn, "self.qkv", "output.dense");
         public LayerNormBlock<F> LnAttn { get; } = new(ops, $"{P}{i}.attention.output.LayerNorm", c.HiddenSize, c.LayerNormEps);
         public MlpBlock<F> Mlp { get; } = new(ops, $"{P}{i}.", c.HiddenSize, c.IntermediateSize, c.Gelu, WeightLayout.OutIn,
-            "intermediate.dense", "output.dense");
+            "intermediate.dense", "output.dense", prelu: c.MlpActivation == MlpActivation.Prelu);
         public LayerNormBlock<F> LnOut { get; } = new(ops, $"{P}{i}.output.LayerNorm", c.HiddenSize, c.LayerNormEps);
         public IEnumerable<Parameter<F>> Parameters => [.. Attn.Parameters, .. LnAttn.Parameters, .. Mlp.Parameters, .. LnOut.Parameters];
         /// <summary>x + Attn(x) before LN_attn, and LN_attn(·) + MLP(·) before LN_out.</summary>
@@ -56,6 +56,9 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         Wtt = new("bert.embeddings.token_type_embeddings.weight", new Tensor<F>(config.TypeVocabSize, C));
         LnEmb = new(ops, "bert.embeddings.LayerNorm", C, config.LayerNormEps);
         Layers = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Layer(ops, config, i))];
+        // Symmetry breaking (arXiv 2601.22257): unlearned stochastic b_Q / b_V after the projections, as in GPT-2.
+        if (config.SymmetryBreaking is { Any: true } sb)
+            for (int i = 0; i < Layers.Count; i++) Layers[i].Attn.Biases = new AttentionBiases<F>(sb, Mode, i);
         if (config.Pooler)
         {
             PoolW = new("bert.pooler.dense.weight", new Tensor<F>(C, C));
@@ -88,6 +91,9 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
         $"V={Config.VocabSize} ctx={Config.MaxPositionEmbeddings} types={Config.TypeVocabSize}{(Config.Pooler ? " +pooler" : "")}" +
         (!Config.MlmHead ? " encoder-only" : Config.TieWordEmbeddings ? "" : " untied");
     public IReadOnlyList<Parameter<F>> Parameters => parameters;
+    /// <summary>Train/eval mode of the stochastic symmetry-breaking biases (eval, i.e. their means, unless the trainer says otherwise).</summary>
+    public ForwardMode Mode { get; } = new();
+    public void SetForwardMode(bool training, int seed, long forwardIndex) { Mode.Training = training; Mode.Seed = seed; Mode.Index = forwardIndex; }
 
     public Parameter<F> Wte { get; }
     public Parameter<F> Wpe { get; }
@@ -126,6 +132,10 @@ public sealed class Bert<F> : ILanguageModel<F> where F : unmanaged, IFloatingPo
             var d = p.Value.Span;
             for (int i = 0; i < d.Length; i++) d[i] = F.CreateTruncating(0.02 * Gpt2<F>.Gaussian(rng));
         }
+        // PReLU slopes ~ N(0.2, 1.0), drawn after everything else so GELU models are unchanged (as in GPT-2).
+        foreach (var l in Layers)
+            if (l.Mlp.Slopes is { } a)
+                for (int i = 0; i < a.Value.Length; i++) a.Value.Span[i] = F.CreateTruncating(0.2 + 1.0 * Gpt2<F>.Gaussian(rng));
     }
 
     void Ensure(int b, int t)

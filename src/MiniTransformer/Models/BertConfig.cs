@@ -13,7 +13,8 @@ namespace MiniTransformer.Models;
 public sealed record BertConfig(
     int VocabSize, int MaxPositionEmbeddings, int HiddenSize, int NumHiddenLayers, int NumAttentionHeads,
     int IntermediateSize, int TypeVocabSize = 2, double LayerNormEps = 1e-12, string HiddenAct = "gelu",
-    bool Pooler = false, bool TieWordEmbeddings = true, int PadTokenId = 0, bool MlmHead = true)
+    bool Pooler = false, bool TieWordEmbeddings = true, int PadTokenId = 0, bool MlmHead = true,
+    SymmetryBreakingConfig? SymmetryBreaking = null, MlpActivation MlpActivation = MlpActivation.Gelu)
 {
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
@@ -38,6 +39,7 @@ public sealed record BertConfig(
         Need(TypeVocabSize > 0, $"type_vocab_size must be positive (got {TypeVocabSize})");
         Need(LayerNormEps > 0 && double.IsFinite(LayerNormEps), $"layer_norm_eps must be positive (got {LayerNormEps})");
         try { _ = Gelu; } catch (InputException e) { throw new InputException($"{source}: {e.Message}"); }
+        SymmetryBreaking?.Validate(source, HeadDim);
     }
 
     public static BertConfig FromJson(string json, string source)
@@ -82,6 +84,14 @@ public sealed record BertConfig(
             Int("num_attention_heads"), Int("intermediate_size", 4 * hidden), Int("type_vocab_size", 2), eps, act,
             Pooler: false, tie, Int("pad_token_id", 0), mlm);
         cfg.Validate(source);
+        // Symmetry-breaking extensions (engine fields, as for GPT-2; absent in standard BERT configs).
+        if (o["symmetry_breaking"] is JsonNode sbn && sbn.GetValueKind() != JsonValueKind.Null)
+        {
+            using var sbd = JsonDocument.Parse(sbn.ToJsonString());
+            cfg = cfg with { SymmetryBreaking = SymmetryBreakingConfig.FromJson(sbd.RootElement, source, cfg.HeadDim) };
+        }
+        if (o["mlp_activation"] is JsonNode man && man.GetValueKind() != JsonValueKind.Null)
+            cfg = cfg with { MlpActivation = SymmetryBreakingConfig.ParseActivation(man.GetValueKind() == JsonValueKind.String ? man.GetValue<string>() : man.ToJsonString(), source) };
         return cfg;
     }
 
@@ -115,6 +125,8 @@ public sealed record BertConfig(
             ["pad_token_id"] = PadTokenId,
             ["tie_word_embeddings"] = TieWordEmbeddings,
         };
+        if (SymmetryBreaking is { Any: true } sb) o["symmetry_breaking"] = sb.ToJson();
+        if (MlpActivation != MlpActivation.Gelu) o["mlp_activation"] = SymmetryBreakingConfig.Name(MlpActivation);
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -127,7 +139,7 @@ public sealed record BertConfig(
             long perLayer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d;
             long embed = V * d + (long)MaxPositionEmbeddings * d + (long)TypeVocabSize * d + 2 * d;
             long head = !MlmHead ? 0 : d * d + d + 2 * d + V + (TieWordEmbeddings ? 0 : V * d);
-            return embed + NumHiddenLayers * perLayer + head + (Pooler ? d * d + d : 0);
+            return embed + NumHiddenLayers * (perLayer + (MlpActivation == MlpActivation.Prelu ? f : 0)) + head + (Pooler ? d * d + d : 0);
         }
     }
 }
