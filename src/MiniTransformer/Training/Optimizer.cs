@@ -49,12 +49,7 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     public Tensor<F>[] V { get; } = [];
 
     /// <summary>‖g‖₂ over every parameter's gradient (summed in float64 in a fixed order).</summary>
-    public double GradNorm()
-    {
-        double s = 0;
-        foreach (var p in parameters) s += ops.SumOfSquares(p.Grad);
-        return Math.Sqrt(s);
-    }
+    public double GradNorm() => Math.Sqrt(ops.SumOfSquaresAll([.. parameters.Select(p => p.Grad)]));   // one device readback on CUDA
 
     // True right after Update, which zeroes every gradient in the same sweep as the update (one pass over the
     // parameters instead of two). ZeroGrad then only has to confirm the gradients are still zero (a read, which exits
