@@ -23,7 +23,7 @@ static class ExperimentCovarianceCommand
         var folds = new Option<int>("--folds") { Description = "cross-validation folds by word (each word held out once)", DefaultValueFactory = _ => 4 };
         var hidden = new Option<int>("--hidden") { Description = "MLP hidden width", DefaultValueFactory = _ => 128 };
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "MLP full-batch AdamW steps (the best on the validation words is kept)", DefaultValueFactory = _ => 300 };
-        var mlpLr = new Option<double>("--mlp-lr") { Description = "MLP learning rate", DefaultValueFactory = _ => 2e-3 };
+        var mlpLr = new Option<double>("--mlp-lr") { Description = "MLP learning rate", DefaultValueFactory = _ => 5e-4 };
         var outDir = new Option<string>("--out") { Description = "output folder (report.md, maps.png)", Required = true };
         var threads = Common.Threads();
         var cmd = new Command("covariance", "Is a grammatical change (tense, number) one map on contextual vectors? Identity, mean shift, ridge and MLP on held-out words; report.md and maps.png.");
@@ -113,9 +113,9 @@ static class ExperimentCovarianceCommand
             bp.LegendText = methods[m];
         }
         plt.Axes.Bottom.SetTicks([.. conditions.Select((_, ci) => ci * (methods.Length + 1) + (methods.Length - 1) / 2.0)], [.. conditions.Select(Label)]);
-        plt.YLabel("gap closed on held-out words: 1 − Σ‖B̂−B‖² / Σ‖A−B‖²");
+        plt.YLabel("gap closed, held-out words");
         plt.Title("Maps A → B of contextual vectors (all-MiniLM-L6-v2), cross-validated by word");
-        plt.ShowLegend();
+        plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
         string png = Path.Combine(outDir, "maps.png");
         plt.SavePng(png, 1100, 560);
         return png;
@@ -143,7 +143,7 @@ static class ExperimentCovarianceCommand
         sb.AppendLine("- **identity**: B̂ = A. **mean shift**: B̂ = A + mean(B − A) over the training pairs.");
         sb.AppendLine(inv, $"- **ridge**: B̂ = A + WᵀA + b, fitted on the residual B − A in closed form in float64 (MathNet, Cholesky), bias unpenalised; λ = λ_rel · mean diag(ÃᵀÃ), λ_rel ∈ {{{string.Join(", ", CovarianceExperiment.DefaultLambdas.Select(x => x.ToString("g", inv)))}}} chosen by MSE on validation words (a fifth of the training words), then refitted on all training words. A large λ gives back the mean shift.");
         sb.AppendLine(inv, $"- **mlp**: B̂ = A + MLP(A), one hidden layer of {mlp.Hidden} GELU (erf) units on standardised inputs, trained by this engine's matmul/gelu forward and backward kernels and its AdamW " +
-            $"(full batch, lr {mlp.LearningRate:g}, weight decay {mlp.WeightDecay:g}, β = (0.9, 0.999), up to {mlp.Steps} steps) on the other four fifths of the training words, keeping the step with the best validation MSE; the output layer starts at zero, so the untrained net is the mean shift.");
+            $"(full batch, lr {mlp.LearningRate:g}, weight decay {mlp.WeightDecay:g}, β = (0.9, 0.999), up to {mlp.Steps} steps) on the other four fifths of the training words, the step count with the best validation MSE (checked every {mlp.EvalEvery} steps) then used to retrain it on all training words; the output layer starts at zero, so the untrained net is the mean shift.");
         sb.AppendLine("- Scores: **cos** = mean cos(B̂, B); **MSE** = mean squared error per dimension; **shift cos** = mean cos(B̂ − A, B − A), whether the predicted change points the right way (undefined for the identity); " +
             "**gap closed** = 1 − Σ‖B̂ − B‖² / Σ‖A − B‖², the fraction of the A-to-B distance removed (0 for the identity, 1 perfect).\n");
         sb.AppendLine("## Results (held-out words)\n");

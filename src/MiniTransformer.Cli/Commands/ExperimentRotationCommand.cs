@@ -145,6 +145,7 @@ static class ExperimentRotationCommand
             }
             plt.XLabel(string.Create(CultureInfo.InvariantCulture, $"PC{cx + 1} ({100 * pca.ExplainedRatio[cx]:F1}%)"));
             plt.YLabel(string.Create(CultureInfo.InvariantCulture, $"PC{cy + 1} ({100 * pca.ExplainedRatio[cy]:F1}%)"));
+            plt.Axes.Margins(0.12, 0.12);   // room for the labels at the edges
             plt.Title(i == 0 ? $"{fromWord} → {toWord}: great-circle path (red) and nearest words" : $"PC{cx + 1}–PC{cy + 1}");
         }
         string png = Path.Combine(outDir, "path.png");

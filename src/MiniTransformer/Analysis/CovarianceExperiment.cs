@@ -17,14 +17,14 @@ public sealed record MapScore(string Method, int Pairs, double Cosine, double Ms
 /// <item>ridge: B̂ = A + Wᵀ A + b, (W, b) by <see cref="Ridge"/> on the residual Δ = B − A (so a large λ shrinks it to
 /// the mean shift), λ = λ_rel · mean diag(ÃᵀÃ) with λ_rel picked from a grid on validation words;</item>
 /// <item>mlp: B̂ = A + MLP(A), <see cref="MlpRegressor"/> (one GELU hidden layer, trained by this engine's kernels and
-/// AdamW) on the residual, early-stopped on validation words.</item>
+/// AdamW) on the residual; the step count is early-stopped on validation words, then the net is retrained on all training words for that many steps.</item>
 /// </list>
 /// The validation words are a seeded fifth of each fold's training words (at least one); they never include test words.
 /// </summary>
 public static class CovarianceExperiment
 {
     public static readonly string[] Methods = ["identity", "mean shift", "ridge", "mlp"];
-    public static readonly double[] DefaultLambdas = [1e-3, 1e-2, 1e-1, 1, 10];
+    public static readonly double[] DefaultLambdas = [1e-3, 1e-2, 1e-1, 1, 10, 100, 1000];
 
     /// <summary>Out-of-fold predictions of every method for every pair, and what each fold chose.</summary>
     public sealed record Result(int[] Fold, IReadOnlyDictionary<string, double[][]> Predictions, double[] Lambda, int[] MlpBestStep);
@@ -87,9 +87,12 @@ public static class CovarianceExperiment
             var ridge = Ridge.Fit(trA, [.. train.Select(i => delta[i])], bestL * Ridge.GramScale(trA));
 
             // MLP on the residual, early-stopped on the validation words.
+            var probe = new MlpRegressor(d, mlp.Hidden, d, mlp.Seed + k);
+            probe.Train([.. fit.Select(i => a[i])], [.. fit.Select(i => delta[i])], mlp, [.. val.Select(i => a[i])], [.. val.Select(i => delta[i])]);
+            bestStep[k] = probe.BestStep;
+            // Refitted on all training words for the step count the validation words chose (as ridge is refitted).
             var net = new MlpRegressor(d, mlp.Hidden, d, mlp.Seed + k);
-            net.Train([.. fit.Select(i => a[i])], [.. fit.Select(i => delta[i])], mlp, [.. val.Select(i => a[i])], [.. val.Select(i => delta[i])]);
-            bestStep[k] = net.BestStep;
+            net.Train(trA, [.. train.Select(i => delta[i])], mlp with { Steps = probe.BestStep });
             var mlpDelta = net.Predict([.. test.Select(i => a[i])]);
 
             for (int t = 0; t < test.Length; t++)
@@ -100,7 +103,7 @@ public static class CovarianceExperiment
                 preds["ridge"][i] = Add(a[i], ridge.Predict(a[i]));
                 preds["mlp"][i] = Add(a[i], mlpDelta[t]);
             }
-            log?.Invoke($"fold {k + 1}/{folds}: {test.Length} test pairs ({test.Select(i => words[i]).Distinct().Count()} words), ridge λ_rel {bestL:g3}, mlp best step {net.BestStep}");
+            log?.Invoke($"fold {k + 1}/{folds}: {test.Length} test pairs ({test.Select(i => words[i]).Distinct().Count()} words), ridge λ_rel {bestL:g3}, mlp best step {probe.BestStep}");
         }
         return new Result(fold, preds, chosenLambda, bestStep);
     }

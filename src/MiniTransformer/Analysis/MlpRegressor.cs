@@ -7,8 +7,8 @@ using MiniTransformer.Training;
 namespace MiniTransformer.Analysis;
 
 /// <summary>Training settings of <see cref="MlpRegressor"/> (full-batch AdamW).</summary>
-public sealed record MlpTrainConfig(int Hidden = 128, int Steps = 400, double LearningRate = 2e-3, double WeightDecay = 0.01,
-    int EvalEvery = 10, int Seed = 1);
+public sealed record MlpTrainConfig(int Hidden = 128, int Steps = 300, double LearningRate = 5e-4, double WeightDecay = 0.01,
+    int EvalEvery = 5, int Seed = 1);
 
 /// <summary>
 /// A one-hidden-layer regressor y ≈ μ_y + s_y · (W₂ · gelu(W₁ z + b₁) + b₂), z = (x − μ_x) / σ_x per feature, s_y the

@@ -7,7 +7,7 @@ namespace MiniTransformer.Analysis;
 /// <code>min over W, b   Σᵢ ‖yᵢ − Wᵀxᵢ − b‖² + λ‖W‖²_F</code>
 /// The bias is not penalised, so it is solved by centring: with X̃ = X − 1x̄ᵀ, Ỹ = Y − 1ȳᵀ,
 /// <code>W = (X̃ᵀX̃ + λI)⁻¹ X̃ᵀỸ,   b = ȳ − Wᵀx̄</code>
-/// (Cholesky for λ &gt; 0; least squares by QR/SVD when λ = 0).
+/// (Cholesky for λ &gt; 0, on the n×n dual system when there are fewer samples than inputs; the minimum-norm least squares X̃⁺Ỹ when λ = 0).
 /// </summary>
 public sealed class Ridge
 {
@@ -29,13 +29,21 @@ public sealed class Ridge
         var Xc = X - Matrix<double>.Build.Dense(n, X.ColumnCount, (_, j) => xm[j]);
         var Yc = Y - Matrix<double>.Build.Dense(n, Y.ColumnCount, (_, j) => ym[j]);
         Matrix<double> w;
-        if (lambda > 0)
+        if (lambda > 0 && n < X.ColumnCount)
+        {
+            // Fewer samples than inputs: the dual form W = X̃ᵀ(X̃X̃ᵀ + λI)⁻¹Ỹ (the same W, by the push-through
+            // identity (X̃ᵀX̃ + λI)⁻¹X̃ᵀ = X̃ᵀ(X̃X̃ᵀ + λI)⁻¹), an n×n system instead of d×d.
+            var k = Xc.TransposeAndMultiply(Xc);
+            for (int i = 0; i < n; i++) k[i, i] += lambda;
+            w = Xc.TransposeThisAndMultiply(k.Cholesky().Solve(Yc));
+        }
+        else if (lambda > 0)
         {
             var g = Xc.TransposeThisAndMultiply(Xc);
             for (int i = 0; i < g.RowCount; i++) g[i, i] += lambda;
             w = g.Cholesky().Solve(Xc.TransposeThisAndMultiply(Yc));
         }
-        else w = Xc.Svd(computeVectors: true).Solve(Yc);
+        else w = Xc.PseudoInverse() * Yc;   // λ = 0: the minimum-norm least-squares solution (rank-deficient inputs too)
         var b = ym - w.TransposeThisAndMultiply(xm);
         return new Ridge(w, b);
     }
