@@ -37,6 +37,7 @@ static class AnalyzeCommand
             return 0;
         });
         cmd.Subcommands.Add(bq);
+        cmd.Subcommands.Add(AnalyzeTrajectoryCommand.Create());
         return cmd;
     }
 }

@@ -101,18 +101,19 @@ public static class Trajectory
 {
     /// <summary>
     /// Runs one sequence (B = 1; BERT with token type 0 and no padding) and returns its tokens' trajectories, positions
-    /// [from, T) (e.g. 0 to keep BERT's [CLS]).
+    /// [from, to) (to = T when negative; e.g. 1 and T − 1 leave out BERT's [CLS] and [SEP]).
     /// </summary>
-    public static List<TokenTrajectory> Run<F>(ILanguageModel<F> model, int[] ids, int from = 0) where F : unmanaged, IFloatingPointIeee754<F>
+    public static List<TokenTrajectory> Run<F>(ILanguageModel<F> model, int[] ids, int from = 0, int to = -1) where F : unmanaged, IFloatingPointIeee754<F>
     {
         int T = ids.Length;
+        if (to < 0) to = T;
         if (T == 0) throw new InputException("an empty sequence has no trajectory");
         if (T > model.MaxSequence) throw new InputException($"a sequence of {T} tokens is longer than the model's context of {model.MaxSequence}");
         model.Forward(ids, null, 1, T);
         var states = States(model);
         int d = states[0].Length / T;
         var list = new List<TokenTrajectory>();
-        for (int t = from; t < T; t++)
+        for (int t = from; t < Math.Min(to, T); t++)
             list.Add(new TokenTrajectory([.. states.Select(s => s.AsSpan(t * d, d).ToArray().Select(x => double.CreateTruncating(x)).ToArray())]));
         return list;
     }
