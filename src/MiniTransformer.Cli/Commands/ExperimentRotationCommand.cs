@@ -182,12 +182,36 @@ static class ExperimentRotationCommand
             sb.AppendLine("first alphabetic whole-word tokens of vocab.txt (whose order roughly follows frequency) plus every whole-word static neighbour above.\n");
             Table(sb, ctxSteps);
         }
+        sb.AppendLine("\n## Reading\n");
+        sb.AppendLine(Reading(tok, fromWord, toWord, pa, pb, steps, "static"));
+        if (ctxSteps is not null) sb.AppendLine(Reading(tok, fromWord, toWord, pa, pb, ctxSteps, "contextual"));
         sb.AppendLine("\n## Plot\n");
         sb.Append(inv, $"![path](path.png)\n\n`path.png`: PCA of the unit directions of the {steps.Count} path points and of the {steps.SelectMany(s => s.Nearest.Select(n => n.Id)).Distinct().Count()} static neighbours listed above ");
         sb.Append(inv, $"(centred, SVD in float64); the top three components explain {string.Join(", ", pca.ExplainedRatio.Select(x => (100 * x).ToString("F1", inv) + "%"))} of their variance. ");
         sb.AppendLine(
             "ScottPlot draws in 2-D, so the 3-D projection is shown as three panels: PC1–PC2, PC1–PC3, PC2–PC3. Red: the path, t = 0 … 1; grey: the neighbours.");
         File.WriteAllText(Path.Combine(outDir, "report.md"), sb.ToString());
+    }
+
+    /// <summary>Facts read off a path's table: where the nearest word first changes, and what the end is near.</summary>
+    static string Reading(BertUncasedTokenizer tok, string fromWord, string toWord, int[] pa, int[] pb, List<Step> steps, string kind)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        string first = steps[0].Nearest[0].Token;
+        int cross = steps.FindIndex(s => s.Nearest[0].Token != first);
+        sb.Append(inv, $"- **{kind}**: the nearest word is *{first}* ");
+        sb.Append(cross < 0
+            ? "all the way to the end. "
+            : string.Create(inv, $"up to step {cross - 1} ({Deg(steps[cross - 1].Angle):F1}°) and *{steps[cross].Nearest[0].Token}* from step {cross} ({Deg(steps[cross].Angle):F1}°, t = {steps[cross].T:F3}) on. "));
+        var words = steps.SelectMany(s => s.Nearest.Select(n => n.Token)).Distinct().ToList();
+        sb.Append(inv, $"{words.Count} distinct words appear in the top {steps[0].Nearest.Length} along the path; at the end: {string.Join(", ", steps[^1].Nearest.Select(n => n.Token))}.");
+        foreach (var (w, ids) in new[] { (fromWord, pa), (toWord, pb) })
+            if (ids.Length > 1)
+                sb.Append(kind == "static"
+                    ? string.Create(inv, $" *{w}* is not one token ({Pieces(tok, ids)}): its static vector is the mean of its pieces' rows, which sits between the pieces rather than near a word of that meaning.")
+                    : string.Create(inv, $" *{w}* is several tokens, so it is not among the candidates; the words nearest its contextual vector show what the encoder makes of it in this sentence."));
+        return sb.ToString();
     }
 
     static void Table(StringBuilder sb, List<Step> steps)
