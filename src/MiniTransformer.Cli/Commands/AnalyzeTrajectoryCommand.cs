@@ -302,7 +302,7 @@ static class AnalyzeTrajectoryCommand
         return sb.ToString();
     }
 
-    /// <summary>One PNG per quantity, a curve per model (solid) and its random twin (dashed), ± std bars; style of the other plots (900×540).</summary>
+    /// <summary>One PNG per quantity, a curve per model (solid) and its random twin (dashed), ± std bars; the style of the other plots (540 high, legend beside).</summary>
     static List<string> Plots(List<Result> results, string dir)
     {
         var files = new List<string>();
@@ -333,8 +333,8 @@ static class AnalyzeTrajectoryCommand
             plt.XLabel("layer l");
             plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
             plt.YLabel(y);
-            plt.ShowLegend();
-            plt.SavePng(Path.Combine(dir, file), 900, 540);
+            plt.ShowLegend(ScottPlot.Edge.Right);   // beside the axes: the curves fill every corner
+            plt.SavePng(Path.Combine(dir, file), 1100, 540);
             files.Add(file);
         }
         // Plain labels: the plot font has no ℓ or subscript glyphs.
