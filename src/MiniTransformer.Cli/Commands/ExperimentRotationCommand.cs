@@ -145,7 +145,10 @@ static class ExperimentRotationCommand
             }
             plt.XLabel(string.Create(CultureInfo.InvariantCulture, $"PC{cx + 1} ({100 * pca.ExplainedRatio[cx]:F1}%)"));
             plt.YLabel(string.Create(CultureInfo.InvariantCulture, $"PC{cy + 1} ({100 * pca.ExplainedRatio[cy]:F1}%)"));
-            plt.Axes.Margins(0.12, 0.12);   // room for the labels at the edges
+            // Explicit limits with room for the labels, which are drawn to the right of and below their points.
+            var xs = pp.Concat(np).Select(v => v[cx]).ToArray(); var ys = pp.Concat(np).Select(v => v[cy]).ToArray();
+            double xr = Math.Max(xs.Max() - xs.Min(), 1e-9), yr = Math.Max(ys.Max() - ys.Min(), 1e-9);
+            plt.Axes.SetLimits(xs.Min() - 0.05 * xr, xs.Max() + 0.18 * xr, ys.Min() - 0.12 * yr, ys.Max() + 0.05 * yr);
             plt.Title(i == 0 ? $"{fromWord} → {toWord}: great-circle path (red) and nearest words" : $"PC{cx + 1}–PC{cy + 1}");
         }
         string png = Path.Combine(outDir, "path.png");
