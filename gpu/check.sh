@@ -3,7 +3,7 @@
 #   gpu/check.sh build        (here, with the .NET SDK; no GPU): self-contained publish of `mt` into gpu/dist (< 64 MiB)
 #   gpu/check.sh run [DIR]    (on the GPU machine: CUDA, NVRTC, PyTorch, no .NET): compile every kernel, run every op on
 #                             the GPU against the CPU float64 reference, time kernels against cuBLAS/PyTorch, write a table
-# Results go to DIR (default: $OUT if set, else gpu/results): compile.json selftest.json bench.json torch.json
+# Results go to DIR (default: $OUT if set, else gpu/results): compile.json selftest.json selftest_bf16.json bench.json torch.json
 # check.md (the table) and check.log. Exit 0 only if every kernel compiled and every op passed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -64,8 +64,10 @@ run() {
   "$mt" kernels compile --arch sm_80 sm_90 2>&1 | tail -1 | tee -a "$log"
   say "== selftest: every op on the GPU vs the CPU in float64   ($((SECONDS - t0)) s)"
   timeout 240 "$mt" kernels selftest --json > "$out/selftest.json" 2>>"$log" || rc=1
+  say "== selftest: bf16 storage (tolerance 1e-2, whole-model cases 5e-2)   ($((SECONDS - t0)) s)"
+  timeout 240 "$mt" kernels selftest --dtype bf16 --json > "$out/selftest_bf16.json" 2>>"$log" || rc=1
   say "== bench: our kernels   ($((SECONDS - t0)) s)"
-  timeout 180 "$mt" kernels bench --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
+  timeout 240 "$mt" kernels bench --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
   say "== bench: PyTorch / cuBLAS   ($((SECONDS - t0)) s)"
   timeout 120 python3 "$dist/torch_bench.py" > "$out/torch.json" 2>>"$log" || say "torch_bench.py failed (see log)"
   python3 "$dist/table.py" "$out" > "$out/check.md" 2>>"$log"

@@ -12,21 +12,24 @@ def load(name):
         return {"error": f"{name}: {e}"}
 
 comp, st, mt, pt = load("compile.json"), load("selftest.json"), load("bench.json"), load("torch.json")
+st16 = load("selftest_bf16.json")
 lines = [f"# GPU check — {datetime.date.today().isoformat()} — {mt.get('device') or st.get('device') or '?'} — torch {pt.get('torch', '?')}", ""]
 if "kernels" in comp:
     lines.append(f"Kernels compiled (NVRTC {comp['nvrtc']}): {len(comp['kernels']) - comp['failed']} of {len(comp['kernels'])} clean.")
 else:
     lines.append(f"Kernels: {comp.get('error')}")
-if "cases" in st:
-    cases = st["cases"]
-    bad = [c for c in cases if not c["passed"]]
-    lines.append(f"Op self-test vs CPU float64: {len(cases) - len(bad)} of {len(cases)} passed.")
-    lines += ["", "| op | case | rel. error | tolerance | worst tensor | pass |", "|---|---|---|---|---|---|"]
-    for c in cases:
-        e = "NaN/err" if c["error"] is None else f"{c['error']:.2e}"
-        lines.append(f"| {c['op']} | {c['case']} | {e} | {c['tolerance']:.0e} | {c['worst']} | {'yes' if c['passed'] else '**NO**'} |")
-else:
-    lines.append(f"Self-test: {st.get('error')}")
+for label, res in (("float32 storage", st), ("bf16 storage", st16)):
+    if "cases" in res:
+        cases = res["cases"]
+        bad = [c for c in cases if not c["passed"]]
+        lines.append(f"Op self-test vs CPU float64, {label}: {len(cases) - len(bad)} of {len(cases)} passed.")
+        lines += ["", "| op | case | rel. error | tolerance | worst tensor | pass |", "|---|---|---|---|---|---|"]
+        for c in cases:
+            e = "NaN/err" if c["error"] is None else f"{c['error']:.2e}"
+            lines.append(f"| {c['op']} | {c['case']} | {e} | {c['tolerance']:.0e} | {c['worst']} | {'yes' if c['passed'] else '**NO**'} |")
+        lines.append("")
+    else:
+        lines.append(f"Self-test ({label}): {res.get('error')}")
 lines += ["", "| kernel | shape | ms (median) | TFLOP/s | note |", "|---|---|---|---|---|"]
 for src in (mt, pt):
     for r in src.get("results", []):

@@ -38,3 +38,14 @@ extern "C" __global__ void sgd_f32(float* __restrict__ p, const float* __restric
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) p[i] = p[i] * decay + step * grad[i];
 }
+
+// SGD on bf16 storage: the float32 master weight is updated and a bf16 copy written for the kernels that read it.
+extern "C" __global__ void sgd_bf16(float* __restrict__ master, bf16* __restrict__ p16, const bf16* __restrict__ grad, long long n,
+    float decay, float step)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float p = master[i] * decay + step * bf16_to_f32(grad[i]);
+    master[i] = p;
+    p16[i] = f32_to_bf16(p);
+}

@@ -52,3 +52,23 @@ __device__ __forceinline__ float block_max(float v, float* scratch)
 }
 
 #define NEG_INF (-__int_as_float(0x7f800000))
+
+// ---------------------------------------------------------------- storage type of the op kernels
+// The op kernels of embedding, layernorm, matmul, attention, gelu, residual and crossentropy are written once over
+// `stor_t`: float32, or bf16 when the file is compiled with -DMT_BF16 (the backend's bf16 storage; kernel names then
+// end in _bf16, KNAME). Arithmetic is float32 either way: ld() widens on load, st() rounds (to nearest even) on store.
+// Saved statistics (layernorm mean/rstd, log-sum-exp), attention's dS scratch and optimizer state stay float32.
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const bf16* p) { return bf16_to_f32(*p); }
+__device__ __forceinline__ void st(float* p, float v) { *p = v; }
+__device__ __forceinline__ void st(bf16* p, float v) { *p = f32_to_bf16(v); }
+__device__ __forceinline__ void add_to(float* p, float v) { *p += v; }
+__device__ __forceinline__ void add_to(bf16* p, float v) { *p = f32_to_bf16(bf16_to_f32(*p) + v); }
+
+#ifdef MT_BF16
+typedef bf16 stor_t;
+#define KNAME(n) n##_bf16
+#else
+typedef float stor_t;
+#define KNAME(n) n
+#endif

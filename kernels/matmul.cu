@@ -1,5 +1,7 @@
-// matmul.cu: C (+)= op(A)·op(B) in float32 (tiled through shared memory), bias add and column sums (for db),
-// and a bf16 tensor-core path (mma.sync m16n8k16, float32 accumulation) for sm_80 and newer.
+// matmul.cu: C (+)= op(A)·op(B) with float32 arithmetic (tiled through shared memory), bias add and column sums (for
+// db), the gauge-fixed projection's gathers and identity blocks, and a bf16 tensor-core path (mma.sync m16n8k16,
+// float32 accumulation) for sm_80 and newer. The op kernels use storage stor_t (float32, or bf16 with -DMT_BF16: names
+// _bf16, see common.cuh); the conversions and the tensor-core kernel are storage-independent and in the float32 build.
 #include "common.cuh"
 
 // ---------------------------------------------------------------- float32 SGEMM
@@ -18,8 +20,8 @@
 #define SG_BK 16
 
 template <bool MAPPED>
-__device__ __forceinline__ void sgemm_body(float* __restrict__ Cm, const float* __restrict__ A,
-    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
+__device__ __forceinline__ void sgemm_body(stor_t* __restrict__ Cm, const stor_t* __restrict__ A,
+    const stor_t* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
     const int* __restrict__ mapM, const int* __restrict__ mapK, const int* __restrict__ mapN)
 {
     __shared__ float As[SG_BK][SG_BM + 4];
@@ -47,7 +49,7 @@ __device__ __forceinline__ void sgemm_body(float* __restrict__ Cm, const float* 
             {
                 long long pi = gi, pk = gk;   // physical row / column of op(A)
                 if (MAPPED) { if (mapM) pi = mapM[gi]; if (mapK) pk = mapK[gk]; }
-                va = transA ? A[pk * lda + pi] : A[pi * lda + pk];
+                va = ld(transA ? A + pk * lda + pi : A + pi * lda + pk);
             }
             As[kk][ii] = va;
             int jj;
@@ -58,7 +60,7 @@ __device__ __forceinline__ void sgemm_body(float* __restrict__ Cm, const float* 
             {
                 long long pk = gk, pj = gj;   // physical row / column of op(B)
                 if (MAPPED) { if (mapK) pk = mapK[gk]; if (mapN) pj = mapN[gj]; }
-                vb = transB ? Bm[pj * ldb + pk] : Bm[pk * ldb + pj];
+                vb = ld(transB ? Bm + pj * ldb + pk : Bm + pk * ldb + pj);
             }
             Bs[kk][jj] = vb;
         }
@@ -87,49 +89,49 @@ __device__ __forceinline__ void sgemm_body(float* __restrict__ Cm, const float* 
                 long long pi = gi, pj = gj;   // physical row / column of C
                 if (MAPPED) { if (mapM) pi = mapM[gi]; if (mapN) pj = mapN[gj]; }
                 long long o = pi * ldc + pj;
-                Cm[o] = accumulate ? Cm[o] + acc[r][c] : acc[r][c];
+                st(Cm + o, accumulate ? ld(Cm + o) + acc[r][c] : acc[r][c]);
             }
         }
 }
 
-extern "C" __global__ void __launch_bounds__(256) sgemm_f32(float* __restrict__ Cm, const float* __restrict__ A,
-    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
+extern "C" __global__ void __launch_bounds__(256) KNAME(sgemm_f32)(stor_t* __restrict__ Cm, const stor_t* __restrict__ A,
+    const stor_t* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
 {
     sgemm_body<false>(Cm, A, Bm, M, N, K, lda, ldb, ldc, transA, transB, accumulate, 0, 0, 0);
 }
 
-extern "C" __global__ void __launch_bounds__(256) sgemm_f32_mapped(float* __restrict__ Cm, const float* __restrict__ A,
-    const float* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
+extern "C" __global__ void __launch_bounds__(256) KNAME(sgemm_f32_mapped)(stor_t* __restrict__ Cm, const stor_t* __restrict__ A,
+    const stor_t* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate,
     const int* __restrict__ mapM, const int* __restrict__ mapK, const int* __restrict__ mapN)
 {
     sgemm_body<true>(Cm, A, Bm, M, N, K, lda, ldb, ldc, transA, transB, accumulate, mapM, mapK, mapN);
 }
 
 // y[n, :] += b for n < N (row width M).
-extern "C" __global__ void bias_add(float* __restrict__ y, const float* __restrict__ b, int N, int M)
+extern "C" __global__ void KNAME(bias_add)(stor_t* __restrict__ y, const stor_t* __restrict__ b, int N, int M)
 {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (long long)N * M) y[i] += b[i % M];
+    if (i < (long long)N * M) add_to(y + i, ld(b + i % M));
 }
 
 // acc[j] += Σ_n a[n, j]: one thread per column, rows in order (deterministic).
-extern "C" __global__ void column_sums(float* __restrict__ acc, const float* __restrict__ a, int N, int M)
+extern "C" __global__ void KNAME(column_sums)(stor_t* __restrict__ acc, const stor_t* __restrict__ a, int N, int M)
 {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= M) return;
     float s = 0.0f;
-    for (int n = 0; n < N; n++) s += a[(long long)n * M + j];
-    acc[j] += s;
+    for (int n = 0; n < N; n++) s += ld(a + (long long)n * M + j);
+    add_to(acc + j, s);
 }
 
 // acc[j] += Σ_n a[n·lda + j] for j < M: column sums of a strided row block (the Q part of dqkv [N, 3C] for db_Q).
-extern "C" __global__ void column_sums_strided(float* __restrict__ acc, const float* __restrict__ a, int N, int M, int lda)
+extern "C" __global__ void KNAME(column_sums_strided)(stor_t* __restrict__ acc, const stor_t* __restrict__ a, int N, int M, int lda)
 {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= M) return;
     float s = 0.0f;
-    for (int n = 0; n < N; n++) s += a[(long long)n * lda + j];
-    acc[j] += s;
+    for (int n = 0; n < N; n++) s += ld(a + (long long)n * lda + j);
+    add_to(acc + j, s);
 }
 
 // ---------------------------------------------------------------- gauge-fixed QKV projection (identity blocks skipped)
@@ -141,7 +143,7 @@ extern "C" __global__ void column_sums_strided(float* __restrict__ acc, const fl
 // (pcol[k] = P_{s,h}[j] with s = 0 for Q / 1 for V, h = (k mod C) / dh, j = k mod dh).
 
 // y[n, col(k)] += x[n, pcol[k]] (+ b_Q[k] for k < C). One thread per (n, k).
-extern "C" __global__ void fixed_qkv_pivot_fwd(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ bq,
+extern "C" __global__ void KNAME(fixed_qkv_pivot_fwd)(stor_t* __restrict__ y, const stor_t* __restrict__ x, const stor_t* __restrict__ bq,
     const int* __restrict__ pcol, int N, int C)
 {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -149,15 +151,15 @@ extern "C" __global__ void fixed_qkv_pivot_fwd(float* __restrict__ y, const floa
     int k = (int)(i % (2 * C));
     long long n = i / (2 * C);
     int col = k < C ? k : k + C;
-    float v = x[n * C + pcol[k]];
-    if (k < C) v += bq[k];
-    y[n * 3 * C + col] += v;
+    float v = ld(x + n * C + pcol[k]);
+    if (k < C) v += ld(bq + k);
+    add_to(y + n * 3 * C + col, v);
 }
 
 // dx[n, c] += Σ_{k : pcol[k] = c} dy[n, col(k)]: the identity blocks' transpose. The outputs fed by x column c are
 // listed in CSR form (invCols[invStart[c] … invStart[c+1]−1], ascending k), so each dx element has one writer and a
 // fixed summation order. One thread per (n, c).
-extern "C" __global__ void fixed_qkv_pivot_bwd(float* __restrict__ dx, const float* __restrict__ dy,
+extern "C" __global__ void KNAME(fixed_qkv_pivot_bwd)(stor_t* __restrict__ dx, const stor_t* __restrict__ dy,
     const int* __restrict__ invStart, const int* __restrict__ invCols, int N, int C)
 {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -166,12 +168,13 @@ extern "C" __global__ void fixed_qkv_pivot_bwd(float* __restrict__ dx, const flo
     long long n = i / C;
     int e0 = invStart[c], e1 = invStart[c + 1];
     if (e0 == e1) return;
-    const float* row = dy + n * 3 * C;
+    const stor_t* row = dy + n * 3 * C;
     float s = 0.0f;
-    for (int e = e0; e < e1; e++) { int k = invCols[e]; s += row[k < C ? k : k + C]; }
-    dx[i] += s;
+    for (int e = e0; e < e1; e++) { int k = invCols[e]; s += ld(row + (k < C ? k : k + C)); }
+    add_to(dx + i, s);
 }
 
+#ifndef MT_BF16   // storage-independent kernels: compiled once, in the float32 build
 // ---------------------------------------------------------------- conversions
 extern "C" __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, long long n)
 {
@@ -294,3 +297,4 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
         }
 #endif
 }
+#endif   // !MT_BF16

@@ -1,17 +1,18 @@
 // residual.cu: y = a + b; backward passes dy through to both inputs (accumulating).
+// Storage stor_t (float32, or bf16 with -DMT_BF16: names _bf16); see common.cuh.
 #include "common.cuh"
 
-extern "C" __global__ void residual_fwd(float* __restrict__ y, const float* __restrict__ a, const float* __restrict__ b, int n)
+extern "C" __global__ void KNAME(residual_fwd)(stor_t* __restrict__ y, const stor_t* __restrict__ a, const stor_t* __restrict__ b, int n)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = a[i] + b[i];
+    if (i < n) st(y + i, ld(a + i) + ld(b + i));
 }
 
-extern "C" __global__ void residual_bwd(float* __restrict__ da, float* __restrict__ db, const float* __restrict__ dy, int n)
+extern "C" __global__ void KNAME(residual_bwd)(stor_t* __restrict__ da, stor_t* __restrict__ db, const stor_t* __restrict__ dy, int n)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float g = dy[i];
-    da[i] += g;
-    db[i] += g;
+    float g = ld(dy + i);
+    add_to(da + i, g);
+    add_to(db + i, g);
 }

@@ -12,13 +12,13 @@ static class Common
 {
     public static Option<string> Dtype() => new("--dtype")
     {
-        Description = "compute precision: f32 or f64",
+        Description = "compute precision: f32 or f64; bf16 (mt train, mt forward): bf16 storage on the CUDA backend, float32 arithmetic",
         DefaultValueFactory = _ => "f32",
     };
 
     public static Option<string> Device() => new("--device")
     {
-        Description = "cpu, cuda or auto (auto picks the CPU: the CUDA backend still copies every tensor to and from the host)",
+        Description = "cpu, cuda or auto (auto: cuda when a GPU is usable and the precision is f32 or bf16, else cpu)",
         DefaultValueFactory = _ => "auto",
     };
 
@@ -32,20 +32,35 @@ static class Common
         Gemm.MaxThreads = threads.Value;
     }
 
-    public static bool IsF64(string dtype) => dtype switch
+    /// <summary>Whether --dtype asks for float64; bf16 (float32 on the host, bf16 storage on CUDA) only where <paramref name="allowBf16"/>.</summary>
+    public static bool IsF64(string dtype, bool allowBf16 = false) => dtype switch
     {
         "f32" or "float32" => false,
         "f64" or "float64" => true,
-        _ => throw new InputException($"--dtype: unknown precision '{dtype}'; expected f32 or f64"),
+        "bf16" or "bfloat16" when allowBf16 => false,
+        _ => throw new InputException($"--dtype: unknown precision '{dtype}'; expected f32 or f64{(allowBf16 ? " (or bf16 with --device cuda)" : "")}"),
     };
 
-    public static IBackend<F> Backend<F>(string device) where F : unmanaged, IFloatingPointIeee754<F> => device switch
+    /// <summary>
+    /// The backend for --device and --dtype: cpu; cuda (float32 or bf16 storage; one clear line without a GPU); auto,
+    /// which is cuda when a GPU is usable and the precision is f32 or bf16, else cpu. bf16 without CUDA is refused.
+    /// </summary>
+    public static IBackend<F> Backend<F>(string device, string dtype = "f32") where F : unmanaged, IFloatingPointIeee754<F>
     {
-        "cpu" or "auto" => CpuBackend<F>.Instance,
-        "cuda" when typeof(F) == typeof(float) => (IBackend<F>)(object)new Backends.Cuda.CudaBackend(),   // one clear line without a GPU
-        "cuda" => throw new InputException("--device cuda: the CUDA backend computes in float32; use --dtype f32"),
-        _ => throw new InputException($"--device: unknown device '{device}'; expected cpu, cuda or auto"),
-    };
+        bool bf16 = dtype is "bf16" or "bfloat16";
+        bool gpu = typeof(F) == typeof(float) && Backends.Cuda.CudaDevice.Unavailable() is null;
+        if (bf16 && device is "cpu" or "auto" && !(device == "auto" && gpu))
+            throw new InputException($"--dtype bf16: bf16 storage is a CUDA backend option ({(device == "cpu" ? "the CPU computes in f32 or f64" : "--device auto found no usable GPU")}); use --device cuda, or --dtype f32");
+        if (device == "auto") device = gpu ? "cuda" : "cpu";
+        return device switch
+        {
+            "cpu" => CpuBackend<F>.Instance,
+            "cuda" when typeof(F) == typeof(float) =>
+                (IBackend<F>)(object)new Backends.Cuda.CudaBackend(storage: bf16 ? Tensors.DType.BF16 : Tensors.DType.F32),
+            "cuda" => throw new InputException("--device cuda: the CUDA backend computes in float32; use --dtype f32 or bf16"),
+            _ => throw new InputException($"--device: unknown device '{device}'; expected cpu, cuda or auto"),
+        };
+    }
 
     public static string Fmt(double v, string f = "F4") => v.ToString(f, CultureInfo.InvariantCulture);
 

@@ -28,8 +28,8 @@ static class ForwardCommand
         {
             Common.ApplyThreads(r.GetValue(threads));
             var args = (r.GetValue(model)!, r.GetValue(input)!, r.GetValue(output)!, r.GetValue(grads), r.GetValue(acts));
-            if (Common.IsF64(r.GetValue(dtype)!)) Run(Common.Backend<double>(r.GetValue(device)!), args, StDType.F64);
-            else Run(Common.Backend<float>(r.GetValue(device)!), args, StDType.F32);
+            if (Common.IsF64(r.GetValue(dtype)!, allowBf16: true)) Run(Common.Backend<double>(r.GetValue(device)!), args, StDType.F64);
+            else Run(Common.Backend<float>(r.GetValue(device)!, r.GetValue(dtype)!), args, StDType.F32);
             return 0;
         });
         return cmd;

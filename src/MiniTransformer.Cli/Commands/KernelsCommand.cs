@@ -45,13 +45,13 @@ static class KernelsCommand
             var rows = new JsonArray();
             int bad = 0;
             foreach (string x in archs)
-                foreach (string f in KernelCompiler.Files())
+                foreach (string f in KernelCompiler.Variants())   // each file, and file#bf16 (its bf16-storage build)
                 {
                     string status;
                     CompiledKernel? k = null;
                     try
                     {
-                        k = KernelCompiler.Compile(f, x, useCache: !r.GetValue(noCache));
+                        k = KernelCompiler.CompileVariant(f, x, useCache: !r.GetValue(noCache));
                         status = KernelCompiler.LogHasWarnings(k.Log) ? "warnings" : "ok";
                     }
                     catch (CudaException e) { status = "error"; Console.Error.WriteLine(e.Message); }
@@ -64,7 +64,7 @@ static class KernelsCommand
                         ["ms"] = Math.Round(k?.Elapsed.TotalMilliseconds ?? 0, 1),
                     });
                     if (!asJson)
-                        Console.WriteLine($"  {f,-18} {x,-6} {status,-8} PTX {k?.Ptx.Length ?? 0,7} B  CUBIN {k?.Cubin?.Length ?? 0,7} B  " +
+                        Console.WriteLine($"  {f,-23} {x,-6} {status,-8} PTX {k?.Ptx.Length ?? 0,7} B  CUBIN {k?.Cubin?.Length ?? 0,7} B  " +
                                           $"{(k?.FromCache == true ? "cached" : $"{k?.Elapsed.TotalMilliseconds ?? 0:F0} ms")}");
                 }
             if (asJson)
@@ -80,15 +80,19 @@ static class KernelsCommand
     {
         var filter = new Option<string?>("--filter") { Description = "only cases whose name contains this text" };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
-        var c = new Command("selftest", "Every op, forward and backward, on the GPU (float32) against the CPU in float64.");
-        foreach (Option o in new Option[] { filter, json }) c.Options.Add(o);
+        var dtype = new Option<string>("--dtype") { Description = "device storage: f32 or bf16 (float32 arithmetic either way)", DefaultValueFactory = _ => "f32" };
+        var c = new Command("selftest", "Every op, forward and backward, on the GPU (f32 or bf16 storage) against the CPU in float64.");
+        foreach (Option o in new Option[] { filter, json, dtype }) c.Options.Add(o);
         c.SetAction(r =>
         {
+            var storage = StorageOf(r.GetValue(dtype)!);
             var dev = CudaDevice.Default;
-            using var be = new CudaBackend(dev);
+            using var be = new CudaBackend(dev, storage);
             string? f = r.GetValue(filter);
             bool asJson = r.GetValue(json);
-            if (!asJson) Console.WriteLine($"{dev}; tolerance {CudaSelfTest.Tolerance:E0} (gpt2 step 1e-4)");
+            bool bf = storage == MiniTransformer.Tensors.DType.BF16;
+            if (!asJson)
+                Console.WriteLine($"{dev}; {be.Name}; tolerance {CudaSelfTest.ToleranceFor("op", bf):E0} (whole-model cases {CudaSelfTest.ToleranceFor("gpt2", bf):E0})");
             var results = CudaSelfTest.Run(be, f is null ? null : n => n.Contains(f, StringComparison.Ordinal), res =>
             {
                 if (!asJson)
@@ -99,6 +103,7 @@ static class KernelsCommand
                 Console.WriteLine(new JsonObject
                 {
                     ["device"] = dev.ToString(),
+                    ["storage"] = bf ? "bf16" : "f32",
                     ["cases"] = new JsonArray(results.Select(x => (JsonNode)new JsonObject
                     {
                         ["op"] = x.Op, ["case"] = x.Case, ["error"] = double.IsNaN(x.Error) ? null : x.Error, ["tolerance"] = x.Tolerance,
@@ -111,6 +116,14 @@ static class KernelsCommand
         });
         return c;
     }
+
+    /// <summary>--dtype of the kernels commands: the CUDA backend's storage type.</summary>
+    static MiniTransformer.Tensors.DType StorageOf(string dtype) => dtype switch
+    {
+        "f32" or "float32" => MiniTransformer.Tensors.DType.F32,
+        "bf16" or "bfloat16" => MiniTransformer.Tensors.DType.BF16,
+        _ => throw new InputException($"--dtype: unknown storage '{dtype}'; expected f32 or bf16"),
+    };
 
     static Command Bench()
     {

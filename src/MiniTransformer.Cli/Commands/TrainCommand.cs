@@ -63,8 +63,8 @@ static class TrainCommand
                 throw new InputException("--symmetry-breaking/--mlp: apply to a new model (init flags); a checkpoint keeps the settings it was trained with");
             config.Validate();
             bool tr = r.GetValue(track);
-            if (Common.IsF64(r.GetValue(dtype)!)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr, sym);
-            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!), tr, sym);
+            if (Common.IsF64(r.GetValue(dtype)!, allowBf16: true)) Run<double>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<double>(r.GetValue(device)!), tr, sym);
+            else Run<float>(r, init, r.GetValue(model), source, config, run, isResume, Common.Backend<float>(r.GetValue(device)!, r.GetValue(dtype)!), tr, sym);
             return 0;
         });
         return cmd;

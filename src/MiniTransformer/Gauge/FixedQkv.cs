@@ -56,6 +56,7 @@ namespace MiniTransformer.Gauge
         }
 
         readonly bool outIn;
+        WeightLayout Layout => outIn ? WeightLayout.OutIn : WeightLayout.InOut;
 
         // Shared pivots (one set for every head's Q and V in the layer, what Canonical.Fix chooses): x's free columns are
         // gathered once per layer, and Q and V are each one GEMM over the R free rows.
@@ -204,6 +205,8 @@ namespace MiniTransformer.Gauge
 
         public void Forward(Tensor<F> qkv, Tensor<F> x, int N)
         {
+            // A device backend (CUDA) runs the projection as its own kernels, on device-resident tensors.
+            if (block.Ops is IFixedQkvOps<F> dev) { dev.FixedQkvForward(qkv, x, block.Wqkv.Value, block.Bqkv.Value, piv, N, C, H, Layout); return; }
             if (shared is not null) { ForwardShared(qkv, x, N); return; }
             Pack();
             int C3 = 3 * C;
@@ -233,6 +236,11 @@ namespace MiniTransformer.Gauge
 
         public void Backward(Tensor<F> dx, Tensor<F> dQkv, Tensor<F> x, int N)
         {
+            if (block.Ops is IFixedQkvOps<F> dev)
+            {
+                dev.FixedQkvBackward(dx, block.Wqkv.Grad, block.Bqkv.Grad, dQkv, x, block.Wqkv.Value, piv, N, C, H, Layout);
+                return;
+            }
             if (shared is not null) { BackwardShared(dx, dQkv, x, N); return; }
             int C3 = 3 * C;
             var W = block.Wqkv.Value.Data; var dW = block.Wqkv.Grad.Data; var db = block.Bqkv.Grad.Data;

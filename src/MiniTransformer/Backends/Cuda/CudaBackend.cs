@@ -3,23 +3,86 @@ using MiniTransformer.Tensors;
 
 namespace MiniTransformer.Backends.Cuda;
 
-/// <summary>A tensor's device copy on one CUDA device: one allocation of the tensor's float32 values.</summary>
-public sealed class CudaStorage(DeviceBuffer buffer) : IDeviceStorage<float>
+/// <summary>
+/// A tensor's device copy on one CUDA device: its values as float32, or as bf16 (the bf16-storage backend; the host
+/// keeps float32 and each copy converts, rounding to nearest even). A bf16 weight that an optimizer updates also has a
+/// float32 <see cref="Master"/> copy: the optimizer updates the master and rewrites the bf16 copy from it, and host
+/// transfers go to and from the master, so the weights lose nothing to bf16 between steps.
+/// </summary>
+public sealed class CudaStorage : IDeviceStorage<float>
 {
-    public DeviceBuffer Buffer { get; } = buffer;
-    public CudaDevice Device => Buffer.Device;
+    public CudaStorage(CudaDevice device, int length, bool bf16)
+    {
+        Length = length; Bf16 = bf16;
+        Buffer = device.Alloc((long)length * (bf16 ? 2 : 4));
+    }
 
-    public void Upload(ReadOnlySpan<float> host) { Device.MakeCurrent(); Device.Upload(Buffer, host); }
-    public void Download(Span<float> host) { Device.MakeCurrent(); Device.Download(host, Buffer); }   // waits for the stream
+    /// <summary>The copy the kernels read and write (float32 or bf16 elements).</summary>
+    public DeviceBuffer Buffer { get; }
+    public CudaDevice Device => Buffer.Device;
+    public int Length { get; }
+    public bool Bf16 { get; }
+    /// <summary>The float32 master of a bf16 weight (null until an optimizer step creates it).</summary>
+    public DeviceBuffer? Master { get; private set; }
+
+    /// <summary>Creates the master from the tensor's current values (the caller passes them).</summary>
+    internal DeviceBuffer MakeMaster(ReadOnlySpan<float> current)
+    {
+        if (Master is not null) return Master;
+        var m = Device.Alloc((long)Length * 4);
+        Device.Upload(m, current);
+        return Master = m;
+    }
+
+    /// <summary>A non-optimizer op wrote the bf16 copy: it is the truth now, so the master goes.</summary>
+    internal void DropMaster() { Master?.Dispose(); Master = null; }
+
+    public void Upload(ReadOnlySpan<float> host)
+    {
+        Device.MakeCurrent();
+        if (!Bf16) { Device.Upload(Buffer, host); return; }
+        var h = new ushort[Length];
+        for (int i = 0; i < h.Length; i++) h[i] = BFloat16.FromFloat(host[i]);
+        Device.Upload<ushort>(Buffer, h);
+        if (Master is not null) Device.Upload(Master, host);
+    }
+
+    public void Download(Span<float> host)   // waits for the stream
+    {
+        Device.MakeCurrent();
+        if (Master is not null) { Device.Download(host, Master); return; }
+        if (!Bf16) { Device.Download(host, Buffer); return; }
+        var h = new ushort[Length];
+        Device.Download<ushort>(h, Buffer);
+        for (int i = 0; i < h.Length; i++) host[i] = BFloat16.ToFloat(h[i]);
+    }
 
     public void Zero()
     {
-        if (Buffer.Bytes == 0) return;
+        if (Length == 0) return;
         Device.MakeCurrent();
         Device.Zero(Buffer, Buffer.Bytes);   // queued on the stream, after every op that reads the old values
+        if (Master is not null) Device.Zero(Master, Master.Bytes);
     }
 
-    public void Dispose() => Buffer.Dispose();
+    public void Dispose() { Buffer.Dispose(); DropMaster(); }
+}
+
+/// <summary>bfloat16 as the kernels store it (common.cuh): the top 16 bits of an IEEE float32, rounded to nearest even.</summary>
+public static class BFloat16
+{
+    public static ushort FromFloat(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) return (ushort)((u >> 16) | 0x40);   // NaN stays a quiet NaN
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return (ushort)(u >> 16);
+    }
+
+    public static float ToFloat(ushort h) => BitConverter.UInt32BitsToSingle((uint)h << 16);
+
+    /// <summary>f rounded to the nearest bf16 value (as a float).</summary>
+    public static float Round(float f) => ToFloat(FromFloat(f));
 }
 
 /// <summary>
@@ -37,10 +100,31 @@ public sealed class CudaStorage(DeviceBuffer buffer) : IDeviceStorage<float>
 /// </summary>
 public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposable
 {
-    public CudaBackend(CudaDevice? device = null) => Device = device ?? CudaDevice.Default;
+    /// <param name="storage">F32, or BF16: every tensor stored as bf16 on the device (float32 arithmetic in the kernels;
+    /// layernorm statistics, log-sum-exp, AdamW moments and the weights' master copies stay float32).</param>
+    public CudaBackend(CudaDevice? device = null, DType storage = DType.F32)
+    {
+        if (storage is not (DType.F32 or DType.BF16)) throw new InputException($"--dtype: the CUDA backend stores f32 or bf16, not {storage}");
+        Device = device ?? CudaDevice.Default;
+        Storage = storage;
+        bf = storage == DType.BF16;
+        E = bf ? 2 : 4;
+    }
 
     public CudaDevice Device { get; }
-    public string Name => $"cuda-f32 ({Device.Name}, {Device.Arch})";
+    /// <summary>The element type of tensors on the device: F32 or BF16.</summary>
+    public DType Storage { get; }
+    readonly bool bf;
+    /// <summary>Bytes per stored element (4 or 2).</summary>
+    readonly int E;
+    public string Name => $"cuda-{(bf ? "bf16" : "f32")} ({Device.Name}, {Device.Arch})";
+
+    /// <summary>
+    /// Launches an op kernel in the backend's storage type: <paramref name="file"/>'s float32 build, or its bf16 build
+    /// (<c>file#bf16</c>, kernel name + <c>_bf16</c>) with bf16 storage.
+    /// </summary>
+    void Op(string file, string name, (uint, uint, uint) grid, uint block, uint shared, params object?[] args) =>
+        Device.Launch(bf ? file + KernelCompiler.Bf16Suffix : file, bf ? name + "_bf16" : name, grid, block, shared, args);
 
     const int Block = 256;
     const int GlobalNormChunk = 1 << 14;
@@ -53,33 +137,46 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
 
     void Begin() { Device.MakeCurrent(); written.Clear(); }
 
-    void Done()
+    /// <param name="optimizer">An optimizer step, which keeps a bf16 weight's float32 master current itself; after any
+    /// other op, a written tensor's master (if it has one) is stale and goes.</param>
+    void Done(bool optimizer = false)
     {
-        foreach (var t in written) t.MarkDeviceWritten();
+        foreach (var t in written)
+        {
+            if (!optimizer && t.DeviceStorage is CudaStorage { Master: not null } s) s.DropMaster();
+            t.MarkDeviceWritten();
+        }
         written.Clear();
     }
 
-    /// <summary>The tensor's device buffer on this device (attached on first use; a copy on another device is brought home first).</summary>
-    DeviceBuffer Buf(Tensor<float> t)
+    /// <summary>
+    /// The tensor's device buffer on this device, in the backend's storage type or float32 (<paramref name="f32"/>:
+    /// saved statistics, optimizer moments). Attached on first use; a copy on another device or of the other element
+    /// type is brought home first (a download) and replaced.
+    /// </summary>
+    DeviceBuffer Buf(Tensor<float> t, bool f32 = false)
     {
-        if (t.DeviceStorage is CudaStorage s && ReferenceEquals(s.Device, Device)) return s.Buffer;
+        bool want16 = bf && !f32;
+        if (t.DeviceStorage is CudaStorage s && ReferenceEquals(s.Device, Device) && s.Bf16 == want16) return s.Buffer;
         t.DetachDevice()?.Dispose();
-        var st = new CudaStorage(Device.Alloc((long)t.Length * 4));
+        var st = new CudaStorage(Device, t.Length, want16);
         t.AttachDevice(st);
         return st.Buffer;
     }
 
     /// <summary>An input: its device buffer holding the tensor's current values (uploaded only if the host copy is newer).</summary>
-    DeviceBuffer In(Tensor<float> t) { var b = Buf(t); t.DeviceRead(); return b; }
+    DeviceBuffer In(Tensor<float> t, bool f32 = false) { var b = Buf(t, f32); t.DeviceRead(); return b; }
     DeviceBuffer? InOpt(Tensor<float>? t) => t is null ? null : In(t);
     /// <summary>An output the op overwrites entirely (no upload).</summary>
-    DeviceBuffer Out(Tensor<float> t) { var b = Buf(t); written.Add(t); return b; }
+    DeviceBuffer Out(Tensor<float> t, bool f32 = false) { var b = Buf(t, f32); written.Add(t); return b; }
     /// <summary>An output the op updates (accumulates into, or updates in place): current values on the device first.</summary>
-    DeviceBuffer InOut(Tensor<float> t) { var b = In(t); written.Add(t); return b; }
+    DeviceBuffer InOut(Tensor<float> t, bool f32 = false) { var b = In(t, f32); written.Add(t); return b; }
     DeviceBuffer? InOutOpt(Tensor<float>? t) => t is null ? null : InOut(t);
 
-    /// <summary>A device address <paramref name="floats"/> elements into a buffer (kernel argument).</summary>
-    static ulong At(DeviceBuffer b, long floats) => b.Ptr + (ulong)(floats * 4);
+    /// <summary>A device address <paramref name="elems"/> stored elements into a tensor's buffer (E bytes each; kernel argument).</summary>
+    ulong At(DeviceBuffer b, long elems) => b.Ptr + (ulong)(elems * E);
+    /// <summary>A device address <paramref name="elems"/> 4-byte elements (float32 or int) into a buffer.</summary>
+    static ulong At4(DeviceBuffer b, long elems) => b.Ptr + (ulong)(elems * 4);
 
     // Scratch buffers reused across ops (ids, masks, targets, attention's lse and dS, partial sums), grown on demand.
     readonly Dictionary<string, DeviceBuffer> scratch = [];
@@ -111,7 +208,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         long n = (long)B * T * C;
-        Device.Launch("embedding.cu", "embedding_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
+        Op("embedding.cu", "embedding_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
             Out(x), Ints("ids", ids), types.IsEmpty ? null : Ints("types", types), In(wte), In(wpe), InOpt(wtt), B, T, C);
         Done();
     }
@@ -123,9 +220,9 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         var ddx = In(dx);
         var dids = Ints("ids", ids);
         var dtypes = types.IsEmpty ? null : Ints("types", types);
-        Device.Launch("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
+        Op("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
             InOut(dWte), InOutOpt(dWtt), ddx, dids, dtypes, B * T, C);
-        Device.Launch("embedding.cu", "embedding_bwd_positions", G(CudaDevice.Blocks((long)T * C, Block)), Block, 0,
+        Op("embedding.cu", "embedding_bwd_positions", G(CudaDevice.Blocks((long)T * C, Block)), Block, 0,
             InOut(dWpe), ddx, B, T, C);
         Done();
     }
@@ -136,8 +233,8 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         Tensor<float> gamma, Tensor<float> beta, int N, int C, double eps)
     {
         Begin();
-        Device.Launch("layernorm.cu", "layernorm_fwd", G(CudaDevice.Blocks(N, 4)), 128, 0,
-            Out(y), Out(mean), Out(rstd), In(x), In(gamma), In(beta), N, C, (float)eps);
+        Op("layernorm.cu", "layernorm_fwd", G(CudaDevice.Blocks(N, 4)), 128, 0,
+            Out(y), Out(mean, f32: true), Out(rstd, f32: true), In(x), In(gamma), In(beta), N, C, (float)eps);
         Done();
     }
 
@@ -145,17 +242,17 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         Tensor<float> gamma, Tensor<float> mean, Tensor<float> rstd, int N, int C)
     {
         Begin();
-        var (ddy, dxx, dmean, drstd) = (In(dy), In(x), In(mean), In(rstd));
-        Device.Launch("layernorm.cu", "layernorm_bwd_dx", G(CudaDevice.Blocks(N, 4)), 128, 0,
+        var (ddy, dxx, dmean, drstd) = (In(dy), In(x), In(mean, f32: true), In(rstd, f32: true));
+        Op("layernorm.cu", "layernorm_bwd_dx", G(CudaDevice.Blocks(N, 4)), 128, 0,
             InOut(dx), ddy, dxx, In(gamma), dmean, drstd, N, C);
-        Device.Launch("layernorm.cu", "layernorm_bwd_params", G(CudaDevice.Blocks(C, 64)), 64, 0,
+        Op("layernorm.cu", "layernorm_bwd_params", G(CudaDevice.Blocks(C, 64)), 64, 0,
             InOut(dGamma), InOut(dBeta), ddy, dxx, dmean, drstd, N, C);
         Done();
     }
 
     // ------------------------------------------------------------------ matmul
 
-    /// <summary>C[M,N] (+)= op(A)·op(B) on device buffers (row-major, leading dimensions given).</summary>
+    /// <summary>C[M,N] (+)= op(A)·op(B) on device buffers of the backend's storage type (row-major, leading dimensions given).</summary>
     public void Sgemm(DeviceBuffer c, DeviceBuffer a, DeviceBuffer b, int M, int N, int K, int lda, int ldb, int ldc,
         bool transA, bool transB, bool accumulate) =>
         Sgemm(c.Ptr, a.Ptr, b.Ptr, M, N, K, lda, ldb, ldc, transA, transB, accumulate);
@@ -163,7 +260,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     /// <summary>The same on raw device addresses (e.g. a column block of a wider matrix: pointer + offset, its row stride as ld).</summary>
     public void Sgemm(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
         bool transA, bool transB, bool accumulate) =>
-        Device.Launch("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
+        Op("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
             c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
 
     /// <summary>
@@ -172,7 +269,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     /// </summary>
     void SgemmMapped(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
         bool transA, bool transB, bool accumulate, ulong mapM, ulong mapK, ulong mapN) =>
-        Device.Launch("matmul.cu", "sgemm_f32_mapped", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
+        Op("matmul.cu", "sgemm_f32_mapped", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
             c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0, mapM, mapK, mapN);
 
     public void MatmulForward(Tensor<float> y, Tensor<float> x, Tensor<float> w, Tensor<float>? b, int N, int K, int M, WeightLayout layout)
@@ -183,7 +280,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         var dy = Out(y);
         Sgemm(dy, dx, dw, N, M, K, K, tB ? K : M, M, false, tB, false);
         if (db is not null)
-            Device.Launch("matmul.cu", "bias_add", G(CudaDevice.Blocks((long)N * M, Block)), Block, 0, dy, db, N, M);
+            Op("matmul.cu", "bias_add", G(CudaDevice.Blocks((long)N * M, Block)), Block, 0, dy, db, N, M);
         Done();
     }
 
@@ -205,7 +302,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
             Sgemm(ddW, ddy, dxx, M, K, N, M, K, K, true, false, true);                         // dW += dyᵀ·x
         }
         if (db is not null)
-            Device.Launch("matmul.cu", "column_sums", G(CudaDevice.Blocks(M, 64)), 64, 0, InOut(db), ddy, N, M);
+            Op("matmul.cu", "column_sums", G(CudaDevice.Blocks(M, 64)), 64, 0, InOut(db), ddy, N, M);
         Done();
     }
 
@@ -287,9 +384,9 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         // (K = R); overwrites, so with R = 0 (one head) the product is 0 and the identity part below is all of q and v.
         foreach (var (col0, width, ri) in plan.Segments)
             SgemmMapped(At(dy, col0), dx.Ptr, At(dw, Blk(col0)), N, width, R, C, ldw, C3, false, oi, false,
-                0, At(plan.Rest, (long)ri * R), 0);
+                0, At4(plan.Rest, (long)ri * R), 0);
         // + x[:, P] (+ b_Q)
-        Device.Launch("matmul.cu", "fixed_qkv_pivot_fwd", G(CudaDevice.Blocks((long)N * 2 * C, Block)), Block, 0,
+        Op("matmul.cu", "fixed_qkv_pivot_fwd", G(CudaDevice.Blocks((long)N * 2 * C, Block)), Block, 0,
             dy, dx, db, plan.Pcol, N, C);
         Done();
     }
@@ -312,7 +409,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         else Sgemm(At(ddW, Blk(C)), dxx.Ptr, At(ddy, C), C, C, N, C, C3, C3, true, false, true);
         foreach (var (col0, width, ri) in plan.Segments)
         {
-            ulong rest = At(plan.Rest, (long)ri * R);
+            ulong rest = At4(plan.Rest, (long)ri * R);
             // dW(R[i], col0 + j) += Σ_n x[n, R[i]]·dy[n, col0 + j]
             if (oi)   // as [j, i] = dy_segᵀ·x_R: op(B) = x with its columns gathered (mapN), C's columns scattered by mapN
                 SgemmMapped(At(ddW, Blk(col0)), At(ddy, col0), dxx.Ptr, width, R, N, C3, C, C, true, false, true, 0, 0, rest);
@@ -324,10 +421,10 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
             SgemmMapped(ddx.Ptr, At(ddy, col0), At(dw, Blk(col0)), N, R, width, C3, ldw, C, false, !oi, true, 0, 0, rest);
         }
         // dx[:, P] += the identity blocks' gradient
-        Device.Launch("matmul.cu", "fixed_qkv_pivot_bwd", G(CudaDevice.Blocks((long)N * C, Block)), Block, 0,
+        Op("matmul.cu", "fixed_qkv_pivot_bwd", G(CudaDevice.Blocks((long)N * C, Block)), Block, 0,
             ddx, ddy, plan.InvStart, plan.InvCols, N, C);
         // db_Q += Σ_n dq[n, :] (b_K and b_V are fixed: no gradient)
-        Device.Launch("matmul.cu", "column_sums_strided", G(CudaDevice.Blocks(C, 64)), 64, 0, ddb, ddy, N, C, C3);
+        Op("matmul.cu", "column_sums_strided", G(CudaDevice.Blocks(C, 64)), 64, 0, ddb, ddy, N, C, C3);
         Done();
     }
 
@@ -345,7 +442,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
         var lse = Scratch("attention.lse", 4L * B * NH * T);
         var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
-        Device.Launch("attention.cu", "attention_fwd", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows,
+        Op("attention.cu", "attention_fwd", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows,
             AttentionShared(hs), Out(y), lse, Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
         Done();
     }
@@ -356,11 +453,11 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         var ds = Scratch("attention.ds", 4L * B * NH * T * T);
         var (ddy, dq, datt) = (In(dy), In(qkv), In(att));
         var dd = InOut(dqkv);
-        Device.Launch("attention.cu", "attention_bwd_ds", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
+        Op("attention.cu", "attention_bwd_ds", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
             ds, ddy, dq, datt, B, T, C, NH);
         long n = (long)B * T * C;
-        Device.Launch("attention.cu", "attention_bwd_dq", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, dq, B, T, C, NH);
-        Device.Launch("attention.cu", "attention_bwd_dkdv", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, datt, ddy, dq, B, T, C, NH);
+        Op("attention.cu", "attention_bwd_dq", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, dq, B, T, C, NH);
+        Op("attention.cu", "attention_bwd_dkdv", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, datt, ddy, dq, B, T, C, NH);
         Done();
     }
 
@@ -370,7 +467,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         var dx = In(x);
-        Device.Launch("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_fwd" : "gelu_erf_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
+        Op("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_fwd" : "gelu_erf_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
             Out(y), dx, n);
         Done();
     }
@@ -379,7 +476,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         var (ddy, dxx) = (In(dy), In(x));
-        Device.Launch("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_bwd" : "gelu_erf_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
+        Op("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_bwd" : "gelu_erf_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
             InOut(dx), ddy, dxx, n);
         Done();
     }
@@ -388,7 +485,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         var (da, db) = (In(a), In(b));
-        Device.Launch("residual.cu", "residual_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0, Out(y), da, db, n);
+        Op("residual.cu", "residual_fwd", G(CudaDevice.Blocks(n, Block)), Block, 0, Out(y), da, db, n);
         Done();
     }
 
@@ -396,7 +493,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         var ddy = In(dy);
-        Device.Launch("residual.cu", "residual_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(da), InOut(db), ddy, n);
+        Op("residual.cu", "residual_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(da), InOut(db), ddy, n);
         Done();
     }
 
@@ -408,7 +505,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         var loss = Scratch("ce.loss", 4L * N);
         var total = Scratch("ce.total", 8);
         var dlogits = In(logits);
-        Device.Launch("crossentropy.cu", "crossentropy_fwd", G((uint)N), 256, 0, Out(lse), loss, dlogits, Ints("targets", targets), N, V);
+        Op("crossentropy.cu", "crossentropy_fwd", G((uint)N), 256, 0, Out(lse, f32: true), loss, dlogits, Ints("targets", targets), N, V);
         Device.Launch("crossentropy.cu", "loss_sum", G(1), 256, 0, total, loss, N);   // ignored rows hold 0
         Done();
         Span<double> sum = stackalloc double[1];
@@ -425,11 +522,23 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         bool alias = ReferenceEquals(dlogits, logits);
         var lg = In(logits);
         var dl = alias ? InOut(dlogits) : Out(dlogits);
-        Device.Launch("crossentropy.cu", "crossentropy_bwd", G((uint)N), 256, 0, dl, lg, In(lse), Ints("targets", targets), N, V, (float)scale);
+        Op("crossentropy.cu", "crossentropy_bwd", G((uint)N), 256, 0, dl, lg, In(lse, f32: true), Ints("targets", targets), N, V, (float)scale);
         Done();
     }
 
     // ------------------------------------------------------------------ optimizer, norm
+
+    /// <summary>
+    /// With bf16 storage: the weight's float32 master (created on its first step from the current values) and its bf16
+    /// copy, for an optimizer kernel that updates the master and rewrites the copy.
+    /// </summary>
+    (DeviceBuffer Master, DeviceBuffer Copy) MasterAndCopy(Tensor<float> param)
+    {
+        var copy = InOut(param);
+        var st = (CudaStorage)param.DeviceStorage!;
+        // HostView: the exact float32 values when the host holds them (a fresh or loaded weight), else the bf16 ones.
+        return (st.Master ?? st.MakeMaster(param.HostView), copy);
+    }
 
     public void AdamW(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, in AdamWStep s)
     {
@@ -438,9 +547,18 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         float stepSize = (float)(s.LearningRate / (1 - Math.Pow(s.Beta1, s.Step)));
         float invSqrtBc2 = (float)(1 / Math.Sqrt(1 - Math.Pow(s.Beta2, s.Step)));
         long n = param.Length;
-        Device.Launch("adamw.cu", "adamw_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), In(grad), InOut(m), InOut(v), n,
-            (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
-        Done();
+        var (dm, dv) = (InOut(m, f32: true), InOut(v, f32: true));   // moments: float32 in either storage
+        var g = In(grad);
+        if (bf)
+        {
+            var (master, copy) = MasterAndCopy(param);
+            Device.Launch("adamw.cu", "adamw_bf16", G(CudaDevice.Blocks(n, Block)), Block, 0, master, copy, g, dm, dv, n,
+                (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
+        }
+        else
+            Device.Launch("adamw.cu", "adamw_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), g, dm, dv, n,
+                (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
+        Done(optimizer: true);
     }
 
     public void AdamWZeroGrad(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, in AdamWStep step, bool zeroGrad)
@@ -453,9 +571,16 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     {
         Begin();
         long n = param.Length;
-        Device.Launch("adamw.cu", "sgd_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), In(grad), n,
-            (float)(1 - learningRate * weightDecay), (float)(-learningRate * gradScale));
-        Done();
+        float decay = (float)(1 - learningRate * weightDecay), step = (float)(-learningRate * gradScale);
+        var g = In(grad);
+        if (bf)
+        {
+            var (master, copy) = MasterAndCopy(param);
+            Device.Launch("adamw.cu", "sgd_bf16", G(CudaDevice.Blocks(n, Block)), Block, 0, master, copy, g, n, decay, step);
+        }
+        else
+            Device.Launch("adamw.cu", "sgd_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), g, n, decay, step);
+        Done(optimizer: true);
     }
 
     public void SgdZeroGrad(Tensor<float> param, Tensor<float> grad, double learningRate, double weightDecay, double gradScale, bool zeroGrad)
@@ -468,7 +593,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
     public void Zero(Tensor<float> t)
     {
         Begin();
-        Buf(t);
+        if (t.DeviceStorage is not CudaStorage st || !ReferenceEquals(st.Device, Device)) Buf(t);   // keep an existing copy's element type
         t.Clear();
     }
 
@@ -491,7 +616,8 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         for (int i = 0; i < gs.Count; i++)
         {
             if (chunks[i] == 0) continue;
-            Device.Launch("global_norm.cu", "sumsq_chunks", G((uint)chunks[i]), 256, 0, At(partial, at), In(gs[i]), (long)gs[i].Length, GlobalNormChunk);
+            var g = In(gs[i]);   // bf16 gradients are summed from bf16 storage
+            Device.Launch("global_norm.cu", bf ? "sumsq_chunks_bf16" : "sumsq_chunks", G((uint)chunks[i]), 256, 0, At4(partial, at), g, (long)gs[i].Length, GlobalNormChunk);
             at += chunks[i];
         }
         var host = new float[total];

@@ -162,7 +162,7 @@ public sealed unsafe class CudaDevice : IDisposable
             if (functions.TryGetValue(key, out var f)) return f;
             if (!modules.TryGetValue(file, out var mod))
             {
-                var k = KernelCompiler.Compile(file, Arch);
+                var k = KernelCompiler.CompileVariant(file, Arch);   // "x.cu#bf16": the bf16-storage build of x.cu
                 MakeCurrent();
                 byte[] image = k.Cubin ?? [.. k.Ptx, 0];
                 fixed (byte* p = image) Cu.Check(Cu.cuModuleLoadData(out mod, p), $"cuModuleLoadData({file}, {Arch})");

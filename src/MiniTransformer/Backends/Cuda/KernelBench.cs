@@ -110,11 +110,15 @@ public static class KernelBench
 
         // ---- a GPT-2 124M training step through the op set, device-resident: weights, activations, gradients and AdamW
         // state stay on the GPU; per step the host receives the summed loss (8 bytes) and the gradient-norm partial sums.
+        // Float32 storage, then bf16 storage (float32 arithmetic, float32 master weights and moments).
+        foreach (var storage in new[] { DType.F32, DType.BF16 })
         {
+            GC.Collect(); GC.WaitForPendingFinalizers();   // free the previous model's device copies first
+            using var sbe = new CudaBackend(dev, storage);
             var cfg = new Gpt2Config(50257, 1024, 768, 12, 12, 1e-5, null, true);
-            var model = new Gpt2<float>(cfg, be);
+            var model = new Gpt2<float>(cfg, sbe);
             model.InitializeRandom(1);
-            var opt = new Training.Optimizer<float>(model.Parameters, new Training.OptimizerConfig(), be);
+            var opt = new Training.Optimizer<float>(model.Parameters, new Training.OptimizerConfig(), sbe);
             int sb = stepB, st = stepT;
             var rng = new Random(5);
             int[] ids = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
@@ -141,7 +145,7 @@ public static class KernelBench
             double ms = Median(times);
             long nParams = model.Parameters.Sum(p => (long)p.Value.Length);
             double stepFlops = 6.0 * nParams * sb * st + 12.0 * cfg.NLayer * sb * (double)st * st * cfg.NEmbd / 2;   // + causal attention
-            yield return new BenchResult("gpt2-124m train step (f32, resident)", $"B{sb} T{st}", ms, stepFlops / ms / 1e9, 0,
+            yield return new BenchResult($"gpt2-124m train step ({(storage == DType.BF16 ? "bf16" : "f32")}, resident)", $"B{sb} T{st}", ms, stepFlops / ms / 1e9, 0,
                 $"fwd+bwd+AdamW; {sb * st / (ms / 1000):F0} tokens/s; loss {loss:F3}");
         }
         be.Dispose();

@@ -34,6 +34,24 @@ public static class KernelCompiler
             .Select(n => n["kernels/".Length..]).Order(StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>The define that selects bf16 storage in the op kernels (common.cuh's <c>stor_t</c> and <c>KNAME</c>).</summary>
+    public const string Bf16Define = "-DMT_BF16";
+    /// <summary>Suffix naming a file's bf16-storage build: <c>matmul.cu#bf16</c> is matmul.cu compiled with <see cref="Bf16Define"/>.</summary>
+    public const string Bf16Suffix = "#bf16";
+
+    /// <summary>Whether a kernel file has a bf16-storage build (its kernels are named through <c>KNAME</c>).</summary>
+    public static bool HasBf16Variant(string file) => Source(file).Contains("KNAME(", StringComparison.Ordinal);
+
+    /// <summary>Every build to compile: each file, and <c>file#bf16</c> for the files with a bf16-storage build.</summary>
+    public static IReadOnlyList<string> Variants() =>
+        [.. Files().SelectMany(f => HasBf16Variant(f) ? new[] { f, f + Bf16Suffix } : [f])];
+
+    /// <summary><see cref="Compile"/> of a file or of its bf16 build (<c>file#bf16</c>).</summary>
+    public static CompiledKernel CompileVariant(string variant, string arch, bool useCache = true) =>
+        variant.EndsWith(Bf16Suffix, StringComparison.Ordinal)
+            ? Compile(variant[..^Bf16Suffix.Length], arch, useCache, [Bf16Define])
+            : Compile(variant, arch, useCache);
+
     public static string Source(string file)
     {
         if (SourceDir is { } dir) return File.ReadAllText(Path.Combine(dir, file));
