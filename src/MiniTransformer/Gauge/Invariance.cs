@@ -43,9 +43,12 @@ public static class Invariance
     /// <summary>Log-softmax of the logits of <paramref name="p"/> on the inputs, evaluated in precision F.</summary>
     public static double[] LogProbs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T,
         int[]? types = null, int[]? mask = null)
+        where F : unmanaged, IFloatingPointIeee754<F> => LogProbs(a.Create(like, ops), a, p, ids, B, T, types, mask);
+
+    /// <summary>The same on a model of the architecture that is reused (<paramref name="p"/> is copied into it first).</summary>
+    static double[] LogProbs<F>(ILanguageModel<F> m, GaugeArch a, ParamSet p, int[] ids, int B, int T, int[]? types, int[]? mask)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        var m = a.Create(like, ops);
         p.CopyTo(m.Parameters);
         GaugeArch.Forward(m, ids, null, B, T, types, mask);
         var logits = m.Logits.Span;
@@ -70,10 +73,13 @@ public static class Invariance
     /// </summary>
     public static double[] Outputs<F>(ILanguageModel<double> like, GaugeArch a, ParamSet p, IBackend<F> ops, int[] ids, int B, int T,
         int[]? types = null, int[]? mask = null)
+        where F : unmanaged, IFloatingPointIeee754<F> => Outputs(a.Create(like, ops), a, p, ids, B, T, types, mask);
+
+    /// <summary>The same on a model of the architecture that is reused (<paramref name="p"/> is copied into it first).</summary>
+    public static double[] Outputs<F>(ILanguageModel<F> m, GaugeArch a, ParamSet p, int[] ids, int B, int T, int[]? types = null, int[]? mask = null)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        if (!a.EncoderOnly) return LogProbs(like, a, p, ops, ids, B, T, types, mask);
-        var m = a.Create(like, ops);
+        if (!a.EncoderOnly) return LogProbs(m, a, p, ids, B, T, types, mask);
         p.CopyTo(m.Parameters);
         GaugeArch.Forward(m, ids, null, B, T, types, mask);
         var bert = (Bert<F>)m;
@@ -125,9 +131,10 @@ public static class Invariance
         var p2 = SameNormPerturbation(p0, delta, new Random(seed + 1));
         var (ids, _, T) = RandomInputs(a, seed + 2, B, length);
         var (types, mask) = RandomExtras(a, seed + 2, B, T);
-        var y0 = Outputs(model, a, p0, ops, ids, B, T, types, mask);
-        var (abs, rel) = Deviation(y0, Outputs(model, a, p1, ops, ids, B, T, types, mask));
-        var (_, prel) = Deviation(y0, Outputs(model, a, p2, ops, ids, B, T, types, mask));
+        var m = a.Create(model, ops);   // one evaluation model, loaded with each parameter set in turn
+        var y0 = Outputs(m, a, p0, ids, B, T, types, mask);
+        var (abs, rel) = Deviation(y0, Outputs(m, a, p1, ids, B, T, types, mask));
+        var (_, prel) = Deviation(y0, Outputs(m, a, p2, ids, B, T, types, mask));
         return new KindCheck(kind.Name, kind.IsSymmetry(a, p0), abs, rel, prel, delta.Norm() / Math.Max(p0.Norm(), double.Epsilon));
     }
 }

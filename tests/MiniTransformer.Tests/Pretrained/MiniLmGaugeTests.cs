@@ -12,16 +12,17 @@ public sealed class MiniLmGaugeTests(MiniLmFixture fx) : IClassFixture<MiniLmFix
     static readonly string[] Existing = ["qk", "kbias", "ov", "vbias", "lnmean", "writer1", "embshift", "postln", "mlp"];
 
     /// <summary>
-    /// The kinds whose form depends on the model being encoder-only (lnmean into the pooler, E's shift along 1, the writers'
-    /// 1-components, postln without a head); the others act inside the blocks alone and are checked on small models, and
-    /// all of them by <c>mt gauge verify</c> (README).
+    /// The two kinds that take a new form in an encoder-only model and meet the real weights' quirks: lnmean into the
+    /// pooler, beside the last LayerNorm's dead gains, and E's shift along 1 (E is an input table only). The other kinds
+    /// are checked on small encoder-only models (GaugeEncoderOnlyTests), and all of them on MiniLM by
+    /// <c>mt gauge verify</c> (README); each check here copies the 22.7M parameters several times.
     /// </summary>
     [Fact]
     public void EncoderOnlyKindsKeepTheOutputsInFloat64()
     {
         var a = GaugeArch.For(fx.F64);
         Assert.True(a.EncoderOnly);
-        foreach (var kind in new[] { "lnmean", "embshift", "writer1", "postln" })
+        foreach (var kind in new[] { "lnmean", "embshift" })
         {
             var k = GaugeKind.Parse(kind)[0];
             // Two rows of 6 random tokens (random types in row 1, its last key padded): small, still every code path.
