@@ -41,6 +41,7 @@ public static class GaugeFixCommands
         {
             bool f64 = Common.IsF64(r.GetValue(dtype)!);
             var m = ModelFiles.Load(r.GetValue(model)!, CpuBackend<double>.Instance);
+            RequireStandard(m, "gauge fix");
             var a = GaugeArch.For(m);
             var p0 = ParamSet.From(m.Parameters);
             var c = Canonical.Fix(a, p0);
@@ -73,6 +74,7 @@ public static class GaugeFixCommands
             var ma = ModelFiles.Load(dirs[0], CpuBackend<double>.Instance);
             var mb = ModelFiles.Load(dirs[1], CpuBackend<double>.Instance);
             if (ma.ConfigJson != mb.ConfigJson) throw new InputException($"--model: {dirs[0]} and {dirs[1]} have different configurations");
+            RequireStandard(ma, "gauge diff");
             var a = GaugeArch.For(ma);
             var pa = ParamSet.From(ma.Parameters); var pb = ParamSet.From(mb.Parameters);
             var (naive, naiveRel) = Distance(pa, pb);
@@ -101,6 +103,18 @@ public static class GaugeFixCommands
         return cmd;
     }
 
+    /// <summary>
+    /// The canonical form is for the standard GELU GPT-2 / BERT: stochastic b_Q/b_V change which transformations are
+    /// symmetries (they break them), and a PReLU MLP has per-unit scalings and slopes the canonical form does not handle.
+    /// </summary>
+    static void RequireStandard<F>(ILanguageModel<F> model, string what) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        if (model is not (Gpt2<F> or Bert<F>)) throw new InputException($"{what}: architecture '{model.Arch}' is not supported (GPT-2 and BERT)");
+        if (model is Gpt2<F> g && (g.Config.SymmetryBreaking is { Any: true } || g.Config.MlpActivation != MlpActivation.Gelu)
+            || model is Bert<F> b && (b.Config.SymmetryBreaking is { Any: true } || b.Config.MlpActivation != MlpActivation.Gelu))
+            throw new InputException($"{what}: not for a model with --symmetry-breaking or --mlp prelu (the canonical form is for the standard GELU model)");
+    }
+
     // ---------------------------------------------------------------- mt train --gauge-fixed
 
     public static Option<bool> GaugeFixedOption() => new("--gauge-fixed")
@@ -115,10 +129,7 @@ public static class GaugeFixCommands
     public static Action<Trainer<F>> SetupTraining<F>(ILanguageModel<F> model, string run, bool resume, TrainConfig config, Action<Trainer<F>>? prev, bool quiet = false)
         where F : unmanaged, IFloatingPointIeee754<F>
     {
-        if (model is not (Gpt2<F> or Bert<F>)) throw new InputException($"--gauge-fixed: architecture '{model.Arch}' is not supported (GPT-2 and BERT)");
-        if (model is Gpt2<F> g0 && (g0.Layers.Any(l => l.Attn.Biases is not null) || g0.Config.MlpActivation != MlpActivation.Gelu)
-            || model is Bert<F> b0 && (b0.Layers.Any(l => l.Attn.Biases is not null) || b0.Config.MlpActivation != MlpActivation.Gelu))
-            throw new InputException("--gauge-fixed: not combined with --symmetry-breaking or --mlp prelu (the canonical form is for the standard GELU model)");
+        RequireStandard(model, "--gauge-fixed");
         string path = Path.Combine(run, GaugeFile);
         SortedDictionary<string, SortedDictionary<int, double>> fixedEntries;
         int[][][] q, v;

@@ -73,5 +73,10 @@ public sealed class BertGaugeFixCliTests : IDisposable
         var cfg = JsonDocument.Parse(File.ReadAllText(P("run3/checkpoint/config.json"))).RootElement;
         Assert.True(cfg.GetProperty("symmetry_breaking").GetProperty("bv").GetBoolean());
         Assert.Equal("prelu", cfg.GetProperty("mlp_activation").GetString());
+        // ...and such a model has no canonical form here: refused in one line.
+        (code, _, err) = InProcessCli.Run("gauge", "fix", "--model", P("run3/checkpoint"), "--out", P("nofix"));
+        Assert.Equal(2, code);
+        Assert.Contains("gauge fix: not for a model with --symmetry-breaking or --mlp prelu", err);
+        Assert.False(Directory.Exists(P("nofix")));
     }
 }
