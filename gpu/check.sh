@@ -3,7 +3,8 @@
 #   gpu/check.sh build        (here, with the .NET SDK; no GPU): self-contained publish of `mt` into gpu/dist (< 64 MiB)
 #   gpu/check.sh run [DIR]    (on the GPU machine: CUDA, NVRTC, PyTorch, no .NET): compile every kernel, run every op on
 #                             the GPU against the CPU float64 reference, time kernels against cuBLAS/PyTorch, write a table
-# Results go to DIR (default: $OUT if set, else gpu/results): compile.json selftest.json selftest_bf16.json bench.json torch.json
+# Results go to DIR (default: $OUT if set, else gpu/results): compile.json selftest.json selftest_bf16.json
+# gauge_verify_{gpt2,bert}.txt bench.json torch.json
 # check.md (the table) and check.log. Exit 0 only if every kernel compiled and every op passed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -69,6 +70,12 @@ run() {
   timeout 240 "$mt" kernels selftest --json > "$out/selftest.json" 2>>"$log" || rc=1
   say "== selftest: bf16 storage (tolerance 1e-2, whole-model cases 5e-2)   ($((SECONDS - t0)) s)"
   timeout 240 "$mt" kernels selftest --dtype bf16 --json > "$out/selftest_bf16.json" 2>>"$log" || rc=1
+  say "== gauge verify on the GPU (float32; small random GPT-2 and BERT; every transformation kind)   ($((SECONDS - t0)) s)"
+  for arch in gpt2 bert; do
+    "$mt" init --arch "$arch" --layers 2 --heads 4 --dim 64 --vocab 97 --out "/tmp/mt-gv-$arch" >>"$log" 2>&1 || rc=1
+    timeout 120 "$mt" gauge verify --model "/tmp/mt-gv-$arch" --dtype f32 --device cuda 2>&1 | tee "$out/gauge_verify_$arch.txt" >>"$log" \
+      || { rc=1; say "gauge verify ($arch) on cuda failed (see gauge_verify_$arch.txt)"; }
+  done
   say "== bench: our kernels   ($((SECONDS - t0)) s)"
   timeout 240 "$mt" kernels bench --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
   say "== bench: PyTorch / cuBLAS   ($((SECONDS - t0)) s)"

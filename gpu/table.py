@@ -30,6 +30,13 @@ for label, res in (("float32 storage", st), ("bf16 storage", st16)):
         lines.append("")
     else:
         lines.append(f"Self-test ({label}): {res.get('error')}")
+for arch in ("gpt2", "bert"):
+    p = os.path.join(d, f"gauge_verify_{arch}.txt")
+    if os.path.exists(p):
+        with open(p) as f:
+            rows = [l for l in f.read().splitlines() if "invariant (" in l or "FAILED" in l]   # "not a symmetry here" rows are expected
+        ok = sum(1 for l in rows if "invariant (" in l)
+        lines.append(f"gauge verify on cuda, {arch}: {ok} of {len(rows)} kinds invariant (float32, threshold 1e-5).")
 lines += ["", "| kernel | shape | ms (median) | TFLOP/s | note |", "|---|---|---|---|---|"]
 for src in (mt, pt):
     for r in src.get("results", []):
