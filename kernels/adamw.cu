@@ -49,3 +49,60 @@ extern "C" __global__ void sgd_bf16(float* __restrict__ master, bf16* __restrict
     master[i] = p;
     p16[i] = f32_to_bf16(p);
 }
+
+// ---------------------------------------------------------------- gauge-fixed training: free entries only
+// idx[0 … n−1] lists the free entries of a parameter (sorted flat indices); its moments m, v are compact (entry i of m
+// belongs to parameter entry idx[i]). The fixed entries are never touched. Same update as adamw_f32 / sgd_f32.
+extern "C" __global__ void adamw_masked_f32(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
+    float* __restrict__ v, const int* __restrict__ idx, long long n, float b1, float b2, float decay, float stepSize,
+    float invSqrtBc2, float eps, float gradScale)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    long long k = idx[i];
+    adamw_one(p + k, m + i, v + i, grad[k] * gradScale, b1, b2, decay, stepSize, invSqrtBc2, eps);
+}
+
+extern "C" __global__ void adamw_masked_bf16(float* __restrict__ master, bf16* __restrict__ p16, const bf16* __restrict__ grad,
+    float* __restrict__ m, float* __restrict__ v, const int* __restrict__ idx, long long n, float b1, float b2, float decay,
+    float stepSize, float invSqrtBc2, float eps, float gradScale)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    long long k = idx[i];
+    float pi = adamw_one(master + k, m + i, v + i, bf16_to_f32(grad[k]) * gradScale, b1, b2, decay, stepSize, invSqrtBc2, eps);
+    p16[k] = f32_to_bf16(pi);
+}
+
+extern "C" __global__ void sgd_masked_f32(float* __restrict__ p, const float* __restrict__ grad, const int* __restrict__ idx,
+    long long n, float decay, float step)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    long long k = idx[i];
+    p[k] = p[k] * decay + step * grad[k];
+}
+
+extern "C" __global__ void sgd_masked_bf16(float* __restrict__ master, bf16* __restrict__ p16, const bf16* __restrict__ grad,
+    const int* __restrict__ idx, long long n, float decay, float step)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    long long k = idx[i];
+    float p = master[k] * decay + step * bf16_to_f32(grad[k]);
+    master[k] = p;
+    p16[k] = f32_to_bf16(p);
+}
+
+// t[idx[i]] = 0 for i < n (the fixed entries' gradients).
+extern "C" __global__ void zero_entries_f32(float* __restrict__ t, const int* __restrict__ idx, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) t[idx[i]] = 0.0f;
+}
+
+extern "C" __global__ void zero_entries_bf16(bf16* __restrict__ t, const int* __restrict__ idx, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) t[idx[i]] = 0;
+}

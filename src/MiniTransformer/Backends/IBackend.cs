@@ -181,3 +181,18 @@ public interface IFixedQkvOps<F> where F : unmanaged, IFloatingPointIeee754<F>
     void FixedQkvBackward(Tensor<F> dx, Tensor<F> dW, Tensor<F> db, Tensor<F> dQkv, Tensor<F> x, Tensor<F> w,
         int[][] pivots, int N, int C, int NH, WeightLayout layout);
 }
+
+/// <summary>
+/// Optional ops of a device backend for gauge-fixed training (<c>Optimizer.RestrictTo</c>), so the fixed entries' masks
+/// and the free-entry updates run where the tensors live. <paramref name="free"/> / <paramref name="indices"/> are sorted
+/// flat indices; the moments of a restricted parameter are compact (entry i belongs to parameter entry free[i]). The
+/// updates are the ones of <see cref="IBackend{F}.AdamW"/> and <see cref="IBackend{F}.Sgd"/> on those entries; the other
+/// entries are not touched.
+/// </summary>
+public interface IMaskedOptimizerOps<F> where F : unmanaged, IFloatingPointIeee754<F>
+{
+    /// <summary>t[indices] ← 0.</summary>
+    void ZeroEntries(Tensor<F> t, int[] indices);
+    void MaskedAdamW(Tensor<F> param, Tensor<F> grad, Tensor<F> m, Tensor<F> v, int[] free, in AdamWStep step);
+    void MaskedSgd(Tensor<F> param, Tensor<F> grad, int[] free, double learningRate, double weightDecay, double gradScale);
+}

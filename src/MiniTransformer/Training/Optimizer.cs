@@ -149,6 +149,8 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     {
         for (int i = 0; i < parameters.Count; i++)
         {
+            if (fixedIdx![i].Length == 0) continue;   // (also keeps a device-resident gradient on the device)
+            if (ops is IMaskedOptimizerOps<F> dev) { dev.ZeroEntries(parameters[i].Grad, fixedIdx[i]); continue; }
             var g = parameters[i].Grad.Data;
             foreach (int k in fixedIdx![i]) g[k] = F.Zero;
         }
@@ -162,6 +164,15 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
     void MaskedStep(int i, int[] fi, double lr, double wd, double scale)
     {
         var p = parameters[i];
+        if (ops is IMaskedOptimizerOps<F> dev && Config.Kind is OptimizerKind.AdamW or OptimizerKind.Sgd)
+        {
+            // a device backend (CUDA): the same update on the free entries, where the tensors live
+            if (Config.Kind == OptimizerKind.AdamW)
+                dev.MaskedAdamW(p.Value, p.Grad, M[i], V[i], fi, new AdamWStep(lr, Config.Beta1, Config.Beta2, Config.Epsilon, wd, Step, scale));
+            else dev.MaskedSgd(p.Value, p.Grad, fi, lr, wd, scale);
+            ops.Zero(p.Grad);
+            return;
+        }
         var pv = p.Value.Data; var gv = p.Grad.Data;
         var rs = runs![i];
         F gs = F.CreateTruncating(scale), decay = F.CreateTruncating(1 - lr * wd);

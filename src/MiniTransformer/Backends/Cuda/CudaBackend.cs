@@ -98,7 +98,7 @@ public static class BFloat16
 /// masks, SGD-momentum and ECD: correct, but each such access is a round trip). Kernels are queued asynchronously; the
 /// stream is synchronized only by copies to the host.</para>
 /// </summary>
-public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposable
+public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedOptimizerOps<float>, IDisposable
 {
     /// <param name="storage">F32, or BF16: every tensor stored as bf16 on the device (float32 arithmetic in the kernels;
     /// layernorm statistics, log-sum-exp, AdamW moments and the weights' master copies stay float32).</param>
@@ -561,6 +561,70 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         Done(optimizer: true);
     }
 
+    // ------------------------------------------------------------------ gauge-fixed training: free entries only
+
+    // Index tables (sorted flat indices of a parameter's free or fixed entries) on the device, cached per array: the
+    // optimizer keeps the same arrays for the whole run.
+    readonly ConditionalWeakTable<int[], DeviceBuffer> indexTables = new();
+
+    DeviceBuffer IndexTable(int[] idx)
+    {
+        if (indexTables.TryGetValue(idx, out var b)) return b;
+        b = Device.Alloc(Math.Max(idx.Length, 1) * 4L);
+        Device.Upload<int>(b, idx);
+        indexTables.AddOrUpdate(idx, b);
+        return b;
+    }
+
+    public void ZeroEntries(Tensor<float> t, int[] indices)
+    {
+        Begin();
+        if (indices.Length == 0) return;
+        Device.Launch("adamw.cu", bf ? "zero_entries_bf16" : "zero_entries_f32", G(CudaDevice.Blocks(indices.Length, Block)), Block, 0,
+            InOut(t), IndexTable(indices), (long)indices.Length);
+        Done();
+    }
+
+    public void MaskedAdamW(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, int[] free, in AdamWStep s)
+    {
+        Begin();
+        if (free.Length == 0) return;
+        if (m.Length != free.Length || v.Length != free.Length)
+            throw new ArgumentException($"masked AdamW: moments of {m.Length}/{v.Length} entries for {free.Length} free entries");
+        float decay = (float)(1 - s.LearningRate * s.WeightDecay);
+        float stepSize = (float)(s.LearningRate / (1 - Math.Pow(s.Beta1, s.Step)));
+        float invSqrtBc2 = (float)(1 / Math.Sqrt(1 - Math.Pow(s.Beta2, s.Step)));
+        long n = free.Length;
+        var (dm, dv, g, idx) = (InOut(m, f32: true), InOut(v, f32: true), In(grad), IndexTable(free));
+        if (bf)
+        {
+            var (master, copy) = MasterAndCopy(param);
+            Device.Launch("adamw.cu", "adamw_masked_bf16", G(CudaDevice.Blocks(n, Block)), Block, 0, master, copy, g, dm, dv, idx, n,
+                (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
+        }
+        else
+            Device.Launch("adamw.cu", "adamw_masked_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), g, dm, dv, idx, n,
+                (float)s.Beta1, (float)s.Beta2, decay, stepSize, invSqrtBc2, (float)s.Epsilon, (float)s.GradScale);
+        Done(optimizer: true);
+    }
+
+    public void MaskedSgd(Tensor<float> param, Tensor<float> grad, int[] free, double learningRate, double weightDecay, double gradScale)
+    {
+        Begin();
+        if (free.Length == 0) return;
+        long n = free.Length;
+        float decay = (float)(1 - learningRate * weightDecay), step = (float)(-learningRate * gradScale);
+        var (g, idx) = (In(grad), IndexTable(free));
+        if (bf)
+        {
+            var (master, copy) = MasterAndCopy(param);
+            Device.Launch("adamw.cu", "sgd_masked_bf16", G(CudaDevice.Blocks(n, Block)), Block, 0, master, copy, g, idx, n, decay, step);
+        }
+        else
+            Device.Launch("adamw.cu", "sgd_masked_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), g, idx, n, decay, step);
+        Done(optimizer: true);
+    }
+
     public void AdamWZeroGrad(Tensor<float> param, Tensor<float> grad, Tensor<float> m, Tensor<float> v, in AdamWStep step, bool zeroGrad)
     {
         AdamW(param, grad, m, v, step);
@@ -641,5 +705,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IDisposa
         scratch.Clear();
         foreach (var kv in plans) { kv.Value.Rest.Dispose(); kv.Value.Pcol.Dispose(); kv.Value.InvStart.Dispose(); kv.Value.InvCols.Dispose(); }
         plans.Clear();
+        foreach (var kv in indexTables) kv.Value.Dispose();
+        indexTables.Clear();
     }
 }

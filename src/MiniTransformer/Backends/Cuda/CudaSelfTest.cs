@@ -79,6 +79,9 @@ public static class CudaSelfTest
             yield return Both("gauge-fixed qkv", $"N{N} C{C} H{NH} {lay} {(shared ? "shared" : "per-head")} pivots",
                 be => FixedQkv(be, N, C, NH, shared, lay));
         yield return Both("residency", "host writes and reads between device ops", Residency);
+        foreach (var kind in new[] { Training.OptimizerKind.AdamW, Training.OptimizerKind.Sgd })
+            yield return Both("masked optimizer", $"{kind}: free entries only (gauge-fixed), 3 clipped steps",
+                be => MaskedOptimizer(be, kind));
         yield return Both("gpt2 step", "L2 d64 H4 V67 B3 T17", be => Gpt2Step(be, 67, 64, 4, 2, 3, 17, tied: true));
         yield return Both("gpt2 step", "L1 d48 H3 V53 B2 T9 untied", be => Gpt2Step(be, 53, 48, 3, 1, 2, 9, tied: false));
         yield return Both("gpt2 step", "L2 d48 H3 V53 B2 T11 gauge-fixed", be => Gpt2Step(be, 53, 48, 3, 2, 2, 11, tied: true, gaugeFixed: true));
@@ -122,6 +125,8 @@ public static class CudaSelfTest
     static List<(string, double[])> FixedQkv(AnyBackend be, int N, int C, int NH, bool shared, WeightLayout layout) =>
         be.Do(f => FixedQkv<float>(f, N, C, NH, shared, layout), d => FixedQkv<double>(d, N, C, NH, shared, layout));
     static List<(string, double[])> Residency(AnyBackend be) => be.Do(Residency<float>, Residency<double>);
+    static List<(string, double[])> MaskedOptimizer(AnyBackend be, Training.OptimizerKind kind) =>
+        be.Do(f => MaskedOptimizer<float>(f, kind), d => MaskedOptimizer<double>(d, kind));
 
     // ------------------------------------------------------------------ inputs
 
@@ -342,6 +347,35 @@ public static class CudaSelfTest
         var c = dW2.Clone();
         be.ResidualForward(dW2, c, dW, K * M);               // output aliasing nothing, input a clone
         return [("y1", D(y1)), ("y2", D(y2)), ("read", [read]), ("y3", D(y3)), ("dW", D(dW)), ("dW2", D(dW2))];
+    }
+
+    /// <summary>
+    /// Gauge-fixed training's optimizer path (<see cref="Training.Optimizer{F}.RestrictTo"/>): a matrix with a scattered
+    /// set of fixed entries (including whole runs), a vector with none, a vector entirely fixed; three steps with random
+    /// gradients, global-norm clipping active. On a device backend the fixed entries' masks and the free-entry updates
+    /// run as its <see cref="IMaskedOptimizerOps{F}"/> kernels; on the CPU, the optimizer's own host path (the reference).
+    /// </summary>
+    static List<(string, double[])> MaskedOptimizer<F>(IBackend<F> be, Training.OptimizerKind kind) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var w = new Parameter<F>("w", Tn<F>(Randn(121, 37 * 29, 0.5), 37, 29));
+        var b = new Parameter<F>("b", Tn<F>(Randn(122, 29, 0.5), 29));
+        var c = new Parameter<F>("c", Tn<F>(Randn(123, 11, 0.5), 11));
+        var ps = new[] { w, b, c };
+        var rng = new Random(124);
+        int[] wFree = [.. Enumerable.Range(0, 37 * 29).Where(i => !(i / 29 % 5 == 2 || rng.Next(7) == 0))];   // rows 2, 7, … and random entries fixed
+        var opt = new Training.Optimizer<F>(ps, new Training.OptimizerConfig(Kind: kind, Epsilon: 1e-2, GradClip: 0.5, WeightDecay: 0.1), be);
+        opt.RestrictTo([wFree, null, []]);
+        var norms = new List<double>();
+        for (int step = 0; step < 3; step++)
+        {
+            opt.ZeroGrad();
+            foreach (var (p, k) in ps.Select((p, k) => (p, k)))
+                Randn(130 + 10 * step + k, p.Value.Length, 0.3).Select(v => F.CreateTruncating(v)).ToArray().CopyTo(p.Grad.Data, 0);
+            norms.Add(opt.Update(5e-2));
+        }
+        var r = new List<(string, double[])> { ("grad norm", [.. norms]), ("w", D(w.Value)), ("b", D(b.Value)), ("c", D(c.Value)) };
+        if (kind == Training.OptimizerKind.AdamW) { r.Add(("m[w]", D(opt.M[0]))); r.Add(("v[w]", D(opt.V[0]))); }
+        return r;
     }
 
     static Gpt2<F> SmallGpt2<F>(IBackend<F> be, int V, int C, int NH, int L, int T, bool tied) where F : unmanaged, IFloatingPointIeee754<F>
