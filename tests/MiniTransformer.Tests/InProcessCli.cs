@@ -13,4 +13,14 @@ public static class InProcessCli
         try { return (MiniTransformer.Cli.Program.Main(args), output.ToString(), err.ToString()); }
         finally { Console.SetError(savedErr); Console.SetOut(savedOut); }
     }
+
+    /// <summary>Bad input: exit code 2 and exactly one stderr line, starting "error:" and containing each of <paramref name="mentions"/>.</summary>
+    public static void AssertInputError((int Code, string Out, string Err) r, params string[] mentions)
+    {
+        Assert.Equal(2, r.Code);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0]);
+        foreach (var m in mentions) Assert.Contains(m, lines[0]);
+    }
 }

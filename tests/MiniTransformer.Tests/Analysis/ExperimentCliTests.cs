@@ -1,3 +1,4 @@
+using static MiniTransformer.Tests.InProcessCli;
 using MiniTransformer.Analysis;
 using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Pretrained;
@@ -22,15 +23,6 @@ public sealed class MiniLmDirFixture : IDisposable
 [Collection("cli")]
 public sealed class ExperimentCliTests(MiniLmDirFixture fx) : IClassFixture<MiniLmDirFixture>
 {
-    static void AssertInputError((int Code, string Out, string Err) r, params string[] mentions)
-    {
-        Assert.Equal(2, r.Code);
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("error: ", lines[0]);
-        foreach (var m in mentions) Assert.Contains(m, lines[0]);
-    }
-
     [Fact]
     public void Rotation_writes_a_report_whose_path_starts_and_ends_at_the_two_words()
     {

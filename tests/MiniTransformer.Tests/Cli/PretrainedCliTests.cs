@@ -1,3 +1,4 @@
+using static MiniTransformer.Tests.InProcessCli;
 using MiniTransformer.Pretrained;
 
 namespace MiniTransformer.Tests.Cli;
@@ -14,16 +15,6 @@ public sealed class PretrainedCliTests : IDisposable
     public void Dispose() => Directory.Delete(dir, true);
 
     string P(string name) => Path.Combine(dir, name);
-
-    /// <summary>Exit code 2 and exactly one stderr line, starting "error:" and containing each of <paramref name="mentions"/>.</summary>
-    static void AssertInputError((int Code, string Out, string Err) r, params string[] mentions)
-    {
-        Assert.Equal(2, r.Code);
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("error: ", lines[0]);
-        foreach (var m in mentions) Assert.Contains(m, lines[0]);
-    }
 
     [Fact]
     public void Import_with_a_missing_onnx_file_names_it()

@@ -1,3 +1,4 @@
+using static MiniTransformer.Tests.InProcessCli;
 using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Data;
 using MiniTransformer.IO;
@@ -74,15 +75,6 @@ public sealed class TrajectoryCliTests : IDisposable
         Assert.True(r.Code == 0, r.Err);
         // 7 + 4 word pieces, [CLS] and [SEP] left out of the statistics.
         Assert.Contains("2 given sentences, WordPiece (11 tokens; [CLS] and [SEP] left out); 11 tokens.", File.ReadAllText(P("bert-out/report.md")));
-    }
-
-    static void AssertInputError((int Code, string Out, string Err) r, string mention)
-    {
-        Assert.Equal(2, r.Code);
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("error: ", lines[0]);
-        Assert.Contains(mention, lines[0]);
     }
 
     [Fact]
