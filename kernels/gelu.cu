@@ -1,4 +1,4 @@
-// gelu.cu: tanh form (GPT-2) and erf form (BERT), forward (overwrites y) and backward (dx += g'(x)·dy).
+// gelu.cu: tanh form (GPT-2) and erf form (BERT), forward (overwrites y) and backward (dx += g'(x)·dy); PReLU.
 // Storage stor_t (float32, or bf16 with -DMT_BF16: names _bf16); see common.cuh.
 #include "common.cuh"
 
@@ -38,4 +38,40 @@ extern "C" __global__ void KNAME(gelu_erf_bwd)(stor_t* __restrict__ dx, const st
     float v = ld(x + i);
     float g = 0.5f * (1.0f + erff(v * 0.7071067811865476f)) + v * 0.3989422804014327f * expf(-0.5f * v * v);
     add_to(dx + i, g * ld(dy + i));
+}
+
+// PReLU (the symmetry-breaking MLP option): y = x (x > 0), a_f·x (x ≤ 0) over rows [N, F] with per-feature slopes a [F].
+// One thread per element; f = i mod F.
+extern "C" __global__ void KNAME(prelu_fwd)(stor_t* __restrict__ y, const stor_t* __restrict__ x, const stor_t* __restrict__ a, int N, int F)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)N * F) return;
+    float v = ld(x + i);
+    st(y + i, v > 0.0f ? v : ld(a + (int)(i % F)) * v);
+}
+
+// dx += dy·(x > 0 ? 1 : a_f). One thread per element.
+extern "C" __global__ void KNAME(prelu_bwd_dx)(stor_t* __restrict__ dx, const stor_t* __restrict__ dy, const stor_t* __restrict__ x,
+    const stor_t* __restrict__ a, int N, int F)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)N * F) return;
+    float g = ld(dy + i);
+    add_to(dx + i, ld(x + i) > 0.0f ? g : ld(a + (int)(i % F)) * g);
+}
+
+// da_f += Σ_n dy·x over the rows where x ≤ 0 (not x > 0: a NaN counts, as on the CPU). One thread per feature, rows in order.
+extern "C" __global__ void KNAME(prelu_bwd_slopes)(stor_t* __restrict__ da, const stor_t* __restrict__ dy, const stor_t* __restrict__ x,
+    int N, int F)
+{
+    int f = blockIdx.x * blockDim.x + threadIdx.x;
+    if (f >= F) return;
+    float s = 0.0f;
+    for (int n = 0; n < N; n++)
+    {
+        long long i = (long long)n * F + f;
+        float v = ld(x + i);
+        if (!(v > 0.0f)) s += ld(dy + i) * v;
+    }
+    add_to(da + f, s);
 }

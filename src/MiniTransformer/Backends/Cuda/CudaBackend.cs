@@ -94,8 +94,8 @@ public static class BFloat16
 /// device-current (<see cref="Tensor{T}.MarkDeviceWritten"/>) without a download. Host code that reads a tensor
 /// (<see cref="Tensor{T}.Data"/>, <see cref="Tensor{T}.HostView"/>) downloads it then, so every caller stays correct;
 /// a training step on this backend copies to the host only the summed loss (8 bytes), the gradient-norm partial sums,
-/// and whatever host code the model or optimizer runs (symmetry-breaking biases, PReLU, the gauge-fixed optimizer's
-/// masks, SGD-momentum and ECD: correct, but each such access is a round trip). Kernels are queued asynchronously; the
+/// and whatever host code the model or optimizer still runs (symmetry-breaking biases, SGD-momentum and ECD, BERT's
+/// pooler: correct, but each such access is a round trip). Kernels are queued asynchronously; the
 /// stream is synchronized only by copies to the host.</para>
 /// </summary>
 public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedOptimizerOps<float>, IDisposable
@@ -478,6 +478,23 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         var (ddy, dxx) = (In(dy), In(x));
         Op("gelu.cu", form == GeluForm.Tanh ? "gelu_tanh_bwd" : "gelu_erf_bwd", G(CudaDevice.Blocks(n, Block)), Block, 0,
             InOut(dx), ddy, dxx, n);
+        Done();
+    }
+
+    public void PreluForward(Tensor<float> y, Tensor<float> x, Tensor<float> slopes, int N, int Fdim)
+    {
+        Begin();
+        var (dx, da) = (In(x), In(slopes));
+        Op("gelu.cu", "prelu_fwd", G(CudaDevice.Blocks((long)N * Fdim, Block)), Block, 0, Out(y), dx, da, N, Fdim);
+        Done();
+    }
+
+    public void PreluBackward(Tensor<float> dx, Tensor<float> dslopes, Tensor<float> dy, Tensor<float> x, Tensor<float> slopes, int N, int Fdim)
+    {
+        Begin();
+        var (ddy, dxx, da) = (In(dy), In(x), In(slopes));
+        Op("gelu.cu", "prelu_bwd_dx", G(CudaDevice.Blocks((long)N * Fdim, Block)), Block, 0, InOut(dx), ddy, dxx, da, N, Fdim);
+        Op("gelu.cu", "prelu_bwd_slopes", G(CudaDevice.Blocks(Fdim, 64)), 64, 0, InOut(dslopes), ddy, dxx, N, Fdim);
         Done();
     }
 

@@ -58,6 +58,8 @@ public static class CudaSelfTest
         foreach (int n in new[] { 23, 128, 40001 })
             foreach (var form in new[] { GeluForm.Tanh, GeluForm.Erf })
                 yield return Both("gelu", $"n{n} {form}", be => Gelu(be, n, form));
+        foreach (var (N, Fd) in new[] { (7, 13), (33, 256), (300, 65) })
+            yield return Both("prelu", $"N{N} F{Fd}", be => Prelu(be, N, Fd));
         foreach (int n in new[] { 23, 40001 })
             yield return Both("residual", $"n{n}", be => Residual(be, n));
         foreach (var (N, V) in new[] { (7, 29), (1, 3), (16, 128), (300, 301), (8, 50257) })
@@ -112,6 +114,7 @@ public static class CudaSelfTest
         be.Do(f => Attention<float>(f, B, T, C, NH, causal, masked), d => Attention<double>(d, B, T, C, NH, causal, masked));
     static List<(string, double[])> Gelu(AnyBackend be, int n, GeluForm form) =>
         be.Do(f => Gelu<float>(f, n, form), d => Gelu<double>(d, n, form));
+    static List<(string, double[])> Prelu(AnyBackend be, int N, int Fd) => be.Do(f => Prelu<float>(f, N, Fd), d => Prelu<double>(d, N, Fd));
     static List<(string, double[])> Residual(AnyBackend be, int n) => be.Do(f => Residual<float>(f, n), d => Residual<double>(d, n));
     static List<(string, double[])> CrossEntropy(AnyBackend be, int N, int V) =>
         be.Do(f => CrossEntropy<float>(f, N, V), d => CrossEntropy<double>(d, N, V));
@@ -238,6 +241,18 @@ public static class CudaSelfTest
         var dx = Tn<F>(Randn(42, n), n);
         be.GeluBackward(dx, Tn<F>(Randn(43, n), n), x, n, form);
         return [("y", D(y)), ("dx", D(dx))];
+    }
+
+    static List<(string, double[])> Prelu<F>(IBackend<F> be, int N, int Fd) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var x = Tn<F>(Randn(45, N * Fd), N, Fd);                      // about half the entries ≤ 0
+        var a = Tn<F>(Randn(46, Fd, 0.5).Select(v => (double)(float)(v + 0.2)).ToArray(), Fd);   // float-representable
+        var y = Nan<F>(N, Fd);
+        be.PreluForward(y, x, a, N, Fd);
+        var dx = Tn<F>(Randn(47, N * Fd), N, Fd);
+        var da = Tn<F>(Randn(48, Fd), Fd);
+        be.PreluBackward(dx, da, Tn<F>(Randn(49, N * Fd), N, Fd), x, a, N, Fd);
+        return [("y", D(y)), ("dx", D(dx)), ("dslopes", D(da))];
     }
 
     static List<(string, double[])> Residual<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F>
