@@ -87,7 +87,7 @@ public static class Gemm
                 if (threads <= 1)
                     Direct(job, 0, N);
                 else
-                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                    Parallelism.Run(threads, threads, t =>
                     {
                         var (c0, c1) = Split(chunks, threads, t);
                         Direct(job, c0 * 64, Math.Min(N, c1 * 64));
@@ -117,7 +117,7 @@ public static class Gemm
                 return;
             }
             tasks = Math.Max(tasks, threads);
-            Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            Parallelism.Run(tasks, threads, t =>
             {
                 var (p0, p1) = Split(panels, tasks, t);
                 if (splitN)
