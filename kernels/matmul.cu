@@ -174,6 +174,25 @@ extern "C" __global__ void KNAME(fixed_qkv_pivot_bwd)(stor_t* __restrict__ dx, c
     add_to(dx + i, s);
 }
 
+// ---------------------------------------------------------------- bf16 tensor-core tiles (both builds)
+// Tiles 128×128×32 in shared memory as [row][k] with k contiguous (padded rows), 256 threads = 8 warps as 2×4, each
+// warp 64×32 of C = 4×4 mma tiles of 16×8 (m16n8k16: A fragment rows g, g+8 × k pairs 2·t4, 2·t4+8; B fragment k pairs
+// 2·t4, 2·t4+8 × column g; C rows g, g+8 × columns 2·t4, 2·t4+1; g = lane / 4, t4 = lane mod 4).
+#define MM_BM 128
+#define MM_BN 128
+#define MM_BK 32
+#define MM_LD (MM_BK + 8)   /* padded row (bf16 elements): 80 bytes, so fragment loads spread over the banks */
+
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
 #ifndef MT_BF16   // storage-independent kernels: compiled once, in the float32 build
 // ---------------------------------------------------------------- conversions
 extern "C" __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, long long n)
@@ -193,21 +212,6 @@ extern "C" __global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf1
 // operands, float32 accumulation, optional float32 bias[N]. Tiles 128×128×32, 256 threads (8 warps as 2×4, each
 // 64×32 = 4×4 mma tiles of 16×8). Requires M % 128 == 0, N % 128 == 0, K % 32 == 0 (the host checks).
 // Two shared-memory stages: the next tile's global loads are issued before this tile's mma.
-#define MM_BM 128
-#define MM_BN 128
-#define MM_BK 32
-#define MM_LD (MM_BK + 8)   /* padded row (bf16 elements): 80 bytes, so fragment loads spread over the banks */
-
-__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
-
 extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict__ Cm, const bf16* __restrict__ A,
     const bf16* __restrict__ Bm, const float* __restrict__ bias, int M, int N, int K)
 {
@@ -298,3 +302,91 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
 #endif
 }
 #endif   // !MT_BF16
+
+#ifdef MT_BF16
+// ---------------------------------------------------------------- bf16-storage GEMM on tensor cores (sm_80+)
+// C[M,N] (+)= op(A)·op(B) with sgemm's conventions (op(A)(i,k) = transA ? A[k·lda + i] : A[i·lda + k], op(B)(k,j) =
+// transB ? B[j·ldb + k] : B[k·ldb + j]), bf16 in and out, float32 accumulation (mma.sync m16n8k16), the accumulate
+// read-modify-write in float32 before one rounding. Requires M % 128 == 0, N % 128 == 0, K % 32 == 0 and an sm_80+
+// device (the host checks, else it uses sgemm_f32_bf16). The tiles are loaded element by element so that any
+// transpose lands in As[m][k] / Bs[n][k]; consecutive threads read consecutive addresses of the stored matrix.
+extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict__ Cm, const bf16* __restrict__ A,
+    const bf16* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    __shared__ __align__(16) bf16 As[MM_BM * MM_LD];
+    __shared__ __align__(16) bf16 Bs[MM_BN * MM_LD];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int wm = warp >> 2, wn = warp & 3;             // warp tile origin: rows wm·64, cols wn·32
+    int g = lane >> 2, t4 = lane & 3;
+    long long i0 = (long long)blockIdx.y * MM_BM, j0 = (long long)blockIdx.x * MM_BN;
+
+    float acc[4][4][4];
+    #pragma unroll
+    for (int a = 0; a < 4; a++)
+        #pragma unroll
+        for (int b = 0; b < 4; b++)
+            #pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += MM_BK)
+    {
+        // 128 × 32 = 4096 elements per tile, 16 per thread.
+        #pragma unroll 4
+        for (int r = 0; r < 16; r++)
+        {
+            int e = tid + r * 256;
+            int m, k;
+            if (transA) { m = e % MM_BM; k = e / MM_BM; } else { m = e / MM_BK; k = e % MM_BK; }
+            As[m * MM_LD + k] = transA ? A[(long long)(k0 + k) * lda + i0 + m] : A[(i0 + m) * lda + k0 + k];
+            int n;
+            if (transB) { n = e / MM_BK; k = e % MM_BK; } else { n = e % MM_BN; k = e / MM_BN; }
+            Bs[n * MM_LD + k] = transB ? Bm[(j0 + n) * ldb + k0 + k] : Bm[(long long)(k0 + k) * ldb + j0 + n];
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int kk = 0; kk < MM_BK; kk += 16)
+        {
+            unsigned int af[4][4], bfr[4][2];
+            #pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+            {
+                int r = wm * 64 + mi * 16 + g;
+                af[mi][0] = *(const unsigned int*)(&As[r * MM_LD + kk + 2 * t4]);
+                af[mi][1] = *(const unsigned int*)(&As[(r + 8) * MM_LD + kk + 2 * t4]);
+                af[mi][2] = *(const unsigned int*)(&As[r * MM_LD + kk + 2 * t4 + 8]);
+                af[mi][3] = *(const unsigned int*)(&As[(r + 8) * MM_LD + kk + 2 * t4 + 8]);
+            }
+            #pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+            {
+                int c = wn * 32 + ni * 8 + g;
+                bfr[ni][0] = *(const unsigned int*)(&Bs[c * MM_LD + kk + 2 * t4]);
+                bfr[ni][1] = *(const unsigned int*)(&Bs[c * MM_LD + kk + 2 * t4 + 8]);
+            }
+            #pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+                #pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni]);
+        }
+        __syncthreads();   // the next tile overwrites As / Bs
+    }
+    #pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+        {
+            long long r = i0 + wm * 64 + mi * 16 + g;
+            long long c = j0 + wn * 32 + ni * 8 + 2 * t4;
+            #pragma unroll
+            for (int h = 0; h < 4; h++)   // h: (row r, col c), (r, c+1), (r+8, c), (r+8, c+1)
+            {
+                long long o = (r + (h >> 1) * 8) * ldc + c + (h & 1);
+                float v = acc[mi][ni][h];
+                if (accumulate) v += bf16_to_f32(Cm[o]);
+                Cm[o] = f32_to_bf16(v);
+            }
+        }
+#endif
+}
+#endif   // MT_BF16

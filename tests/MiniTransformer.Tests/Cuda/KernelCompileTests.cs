@@ -42,7 +42,7 @@ public class KernelCompileTests(ITestOutputHelper output)
         if (k.Log.Length > 0) output.WriteLine(k.Log);
         Assert.False(KernelCompiler.LogHasWarnings(k.Log), $"{file} ({arch}) compiled with warnings:\n{k.Log}");
         Assert.NotNull(k.Cubin);
-        if (file == "matmul.cu")   // the tensor-core path really is there for sm_80+
+        if (file is "matmul.cu" or "matmul.cu#bf16")   // the tensor-core paths really are there for sm_80+ (benchmark; bf16-storage GEMM)
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", System.Text.Encoding.UTF8.GetString(k.Ptx));
     }
 
@@ -71,7 +71,7 @@ public class KernelCompileTests(ITestOutputHelper output)
         {
             string text = File.ReadAllText(Path.Combine(dir, src));
             foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(text,
-                         @"\b(Op|Launch)\(""([a-z_]+\.cu)"",(.*?)\bG?\(", System.Text.RegularExpressions.RegexOptions.Singleline))
+                         @"\b(Op|Launch)\(""([a-z_]+\.cu(?:#bf16)?)"",(.*?)\bG?\(", System.Text.RegularExpressions.RegexOptions.Singleline))
             {
                 bool op = m.Groups[1].Value == "Op";
                 string file = m.Groups[2].Value;

@@ -117,7 +117,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
     readonly bool bf;
     /// <summary>Bytes per stored element (4 or 2).</summary>
     readonly int E;
-    public string Name => $"cuda-{(bf ? "bf16" : "f32")} ({Device.Name}, {Device.Arch})";
+    public string Name => $"cuda-{(bf ? "bf16" : "f32")}{(TensorCores ? " + mma.sync" : "")} ({Device.Name}, {Device.Arch})";
 
     /// <summary>
     /// Launches an op kernel in the backend's storage type: <paramref name="file"/>'s float32 build, or its bf16 build
@@ -257,11 +257,27 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         bool transA, bool transB, bool accumulate) =>
         Sgemm(c.Ptr, a.Ptr, b.Ptr, M, N, K, lda, ldb, ldc, transA, transB, accumulate);
 
-    /// <summary>The same on raw device addresses (e.g. a column block of a wider matrix: pointer + offset, its row stride as ld).</summary>
+    /// <summary>
+    /// The same on raw device addresses (e.g. a column block of a wider matrix: pointer + offset, its row stride as ld).
+    /// With bf16 storage on an sm_80+ device, shapes with M and N multiples of 128 and K of 32 run on the tensor cores
+    /// (gemm_tc_bf16, mma.sync); the rest, and float32 storage, on the SIMT kernel.
+    /// </summary>
     public void Sgemm(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
-        bool transA, bool transB, bool accumulate) =>
-        Op("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
-            c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
+        bool transA, bool transB, bool accumulate)
+    {
+        if (TensorCores && M % 128 == 0 && N % 128 == 0 && K % 32 == 0 && K > 0)
+            Device.Launch("matmul.cu#bf16", "gemm_tc_bf16", G((uint)(N / 128), (uint)(M / 128)), 256, 0,
+                c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
+        else
+            Op("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
+                c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
+    }
+
+    /// <summary>
+    /// Whether bf16 GEMMs of aligned shapes use the tensor cores: bf16 storage on sm_80 or newer, unless MT_CUDA_TC=0 (to
+    /// tell a tensor-core fault from a SIMT one).
+    /// </summary>
+    public bool TensorCores => bf && Device.Major >= 8 && Environment.GetEnvironmentVariable("MT_CUDA_TC") != "0";
 
     /// <summary>
     /// <see cref="Sgemm(ulong, ulong, ulong, int, int, int, int, int, int, bool, bool, bool)"/> with index tables relabelling
