@@ -40,3 +40,28 @@ extern "C" __global__ void KNAME(embedding_bwd_positions)(stor_t* __restrict__ d
     for (int b = 0; b < B; b++) s += ld(dx + (long long)b * T * C + i);
     add_to(dwpe + i, s);
 }
+
+#ifdef MT_BF16
+// bf16 storage: the tables' scatter-add accumulates in a float32 scratch (zeroed by the host), so that a row hit by many
+// tokens is rounded to bf16 once per backward instead of once per token; add_f32_bf16 then adds the scratch into the
+// bf16 gradient. Same thread layout and row order as embedding_bwd_tables.
+extern "C" __global__ void embedding_bwd_tables_f32acc_bf16(float* __restrict__ dwte32, float* __restrict__ dwtt32,
+    const bf16* __restrict__ dx, const int* __restrict__ ids, const int* __restrict__ types, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int n = 0; n < N; n++)
+    {
+        float g = bf16_to_f32(dx[(long long)n * C + c]);
+        dwte32[(long long)ids[n] * C + c] += g;
+        if (dwtt32) dwtt32[(long long)(types ? types[n] : 0) * C + c] += g;
+    }
+}
+
+// dst[i] += src[i] (bf16 += float32, one rounding).
+extern "C" __global__ void add_f32_bf16(bf16* __restrict__ dst, const float* __restrict__ src, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = f32_to_bf16(bf16_to_f32(dst[i]) + src[i]);
+}
+#endif

@@ -220,8 +220,21 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         var ddx = In(dx);
         var dids = Ints("ids", ids);
         var dtypes = types.IsEmpty ? null : Ints("types", types);
-        Op("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
-            InOut(dWte), InOutOpt(dWtt), ddx, dids, dtypes, B * T, C);
+        if (bf)
+        {
+            // bf16: scatter into a float32 scratch (one rounding per table entry, not one per token), then add it in
+            long nte = dWte.Length, ntt = dWtt?.Length ?? 0;
+            var acc = Scratch("embedding.acc", 4 * (nte + ntt));
+            Device.Zero(acc, 4 * (nte + ntt));
+            Device.Launch("embedding.cu#bf16", "embedding_bwd_tables_f32acc_bf16", G(CudaDevice.Blocks(C, 64)), 64, 0,
+                acc, dWtt is null ? null : At4(acc, nte), ddx, dids, dtypes, B * T, C);
+            Device.Launch("embedding.cu#bf16", "add_f32_bf16", G(CudaDevice.Blocks(nte, Block)), Block, 0, InOut(dWte), acc, nte);
+            if (dWtt is not null)
+                Device.Launch("embedding.cu#bf16", "add_f32_bf16", G(CudaDevice.Blocks(ntt, Block)), Block, 0, InOut(dWtt), At4(acc, nte), ntt);
+        }
+        else
+            Op("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
+                InOut(dWte), InOutOpt(dWtt), ddx, dids, dtypes, B * T, C);
         Op("embedding.cu", "embedding_bwd_positions", G(CudaDevice.Blocks((long)T * C, Block)), Block, 0,
             InOut(dWpe), ddx, B, T, C);
         Done();
