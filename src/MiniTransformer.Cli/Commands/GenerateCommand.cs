@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
-using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Data;
 using MiniTransformer.IO;
 using MiniTransformer.Models;
@@ -20,20 +19,22 @@ static class GenerateCommand
         var seed = new Option<int>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 1337 };
         var data = new Option<string?>("--data") { Description = "data spec whose tokenizer to use (default: the model's data.json, else GPT-2's)" };
         var threads = Common.Threads();
+        var device = Common.Device();
         var vocabTxt = new Option<string?>("--vocab-txt") { Description = "bert: the WordPiece vocab.txt the model was trained with" };
         var cmd = new Command("generate", "Continue a prompt with a GPT-2; with a BERT, fill each [MASK] in the prompt.");
-        foreach (Option o in new Option[] { model, prompt, maxNew, temperature, topK, seed, data, threads, vocabTxt }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { model, prompt, maxNew, temperature, topK, seed, data, threads, device, vocabTxt }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
             string dir = r.GetValue(model)!;
             if (r.GetValue(maxNew) < 0) throw new InputException("--max-new-tokens: must be non-negative");
+            var ops = Common.Backend<float>(r.GetValue(device)!);
             if (ModelFiles.ModelType(dir) == "bert")
             {
-                Console.WriteLine(FillMask(ModelFiles.LoadBert(dir, CpuBackend<float>.Instance), dir, r.GetValue(data), r.GetValue(vocabTxt), r.GetValue(prompt)!));
+                Console.WriteLine(FillMask(ModelFiles.LoadBert(dir, ops), dir, r.GetValue(data), r.GetValue(vocabTxt), r.GetValue(prompt)!));
                 return 0;
             }
-            var m = ModelFiles.LoadGpt2(dir, CpuBackend<float>.Instance);
+            var m = ModelFiles.LoadGpt2(dir, ops);
             var tokenizer = Tokenizer(dir, r.GetValue(data), m.VocabSize);
             var ids = tokenizer.Encode(r.GetValue(prompt)!);
             var output = Sampling.Generate(m, ids, r.GetValue(maxNew), r.GetValue(temperature), r.GetValue(topK), r.GetValue(seed),
