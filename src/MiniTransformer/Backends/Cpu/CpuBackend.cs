@@ -237,7 +237,9 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                     int b = bh / NH, h = bh % NH;
                     int qOff = b * T * C3 + h * hs;
                     var S = att.Data.AsSpan(bh * T * T, T * T);
-                    Gemm.Multiply<F>(false, true, T, T, hs, qkv.Data.AsSpan(qOff), C3, qkv.Data.AsSpan(qOff + C), C3, S, T, accumulate: false);
+                    // Causal: only the lower triangle of the scores is computed (tiles above the diagonal skipped).
+                    Gemm.Multiply<F>(false, true, T, T, hs, qkv.Data.AsSpan(qOff), C3, qkv.Data.AsSpan(qOff + C), C3, S, T, accumulate: false,
+                        causal ? GemmTriangle.LowerC : GemmTriangle.None);
                     for (int t = 0; t < T; t++)
                     {
                         var p = S.Slice(t * T, T);
@@ -256,7 +258,7 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                         TensorPrimitives.Multiply(live, F.One / TensorPrimitives.Sum<F>(live), live);
                     }
                     Gemm.Multiply<F>(false, false, T, hs, T, S, T, qkv.Data.AsSpan(qOff + 2 * C), C3,
-                        y.Data.AsSpan(b * T * C + h * hs), C, accumulate: false);
+                        y.Data.AsSpan(b * T * C + h * hs), C, accumulate: false, causal ? GemmTriangle.LowerA : GemmTriangle.None);
                 }
             });
         }
@@ -276,9 +278,16 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                 int qOff = b * T * C3 + h * hs, yOff = b * T * C + h * hs;
                 var P = att.Data.AsSpan(bh * T * T, T * T);
                 var dY = dy.Data.AsSpan(yOff);
+                // A pattern with nothing above the diagonal (causal attention; the signature does not say) lets every
+                // product below skip the upper triangle: dP and dS are only needed below it, P and dS are zero above it.
+                bool lower = IsLowerTriangular(P, T);
                 // dP = dY·Vᵀ;  dV += Pᵀ·dY
-                Gemm.Multiply<F>(false, true, T, T, hs, dY, C, qkv.Data.AsSpan(qOff + 2 * C), C3, dP, T, accumulate: false);
-                Gemm.Multiply<F>(true, false, T, hs, T, P, T, dY, C, dqkv.Data.AsSpan(qOff + 2 * C), C3, accumulate: true);
+                Gemm.Multiply<F>(false, true, T, T, hs, dY, C, qkv.Data.AsSpan(qOff + 2 * C), C3, dP, T, accumulate: false,
+                    lower ? GemmTriangle.LowerC : GemmTriangle.None);
+                if (lower)
+                    for (int t = 0; t < T - 1; t++) dP.Slice(t * T + t + 1, T - t - 1).Clear();   // not computed; P is 0 there
+                Gemm.Multiply<F>(true, false, T, hs, T, P, T, dY, C, dqkv.Data.AsSpan(qOff + 2 * C), C3, accumulate: true,
+                    lower ? GemmTriangle.UpperA : GemmTriangle.None);
                 // softmax backward: dS = P ⊙ (dP − Σ P·dP), then through s = q·k/√d_h
                 for (int t = 0; t < T; t++)
                 {
@@ -290,10 +299,21 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                     TensorPrimitives.Multiply(d, scale, d);
                 }
                 // dQ += dS·K;  dK += dSᵀ·Q
-                Gemm.Multiply<F>(false, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff + C), C3, dqkv.Data.AsSpan(qOff), C3, accumulate: true);
-                Gemm.Multiply<F>(true, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff), C3, dqkv.Data.AsSpan(qOff + C), C3, accumulate: true);
+                Gemm.Multiply<F>(false, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff + C), C3, dqkv.Data.AsSpan(qOff), C3, accumulate: true,
+                    lower ? GemmTriangle.LowerA : GemmTriangle.None);
+                Gemm.Multiply<F>(true, false, T, hs, T, dP, T, qkv.Data.AsSpan(qOff), C3, dqkv.Data.AsSpan(qOff + C), C3, accumulate: true,
+                    lower ? GemmTriangle.UpperA : GemmTriangle.None);
             }
         });
+    }
+
+    /// <summary>True when every element of the T×T matrix above the diagonal is zero.</summary>
+    static bool IsLowerTriangular(ReadOnlySpan<F> P, int T)
+    {
+        for (int t = 0; t < T - 1; t++)
+            if (P.Slice(t * T + t + 1, T - t - 1).ContainsAnyExcept(F.Zero, F.NegativeZero))
+                return false;
+        return true;
     }
 
     // ================= gelu =================

@@ -38,6 +38,24 @@ namespace MiniTransformer.Backends.Cpu;
 /// <see cref="DirectMaxRows"/>, e.g. one-token generation) skip packing and use a direct
 /// vectorised loop, which is also deterministic.</para>
 /// </remarks>
+/// <summary>
+/// Structure of a product the caller knows about (square index space i, j, k over the rows of C, the columns of C
+/// and the depth): lets the packed path skip work that cannot change the result. Causal attention is the user.
+/// </summary>
+public enum GemmTriangle
+{
+    /// <summary>A general product.</summary>
+    None,
+    /// <summary>Only C[i, j] with j ≤ i is wanted; register tiles wholly above the diagonal are not computed and
+    /// those elements of C are left as they were.</summary>
+    LowerC,
+    /// <summary>op(A)[i, k] = 0 for k &gt; i: each row tile's FMA chain stops after its last non-zero depth (the
+    /// skipped terms are exact zeros, so C is the same).</summary>
+    LowerA,
+    /// <summary>op(A)[i, k] = 0 for k &lt; i: each row tile's FMA chain starts at its first non-zero depth.</summary>
+    UpperA,
+}
+
 public static class Gemm
 {
     /// <summary>Upper bound on worker threads (default: all logical processors). Set to 1 for single-threaded runs.</summary>
@@ -56,7 +74,8 @@ public static class Gemm
     private const int TasksPerThread = 4;
 
     public static unsafe void Multiply<T>(bool transA, bool transB, int M, int N, int K,
-        ReadOnlySpan<T> A, int lda, ReadOnlySpan<T> B, int ldb, Span<T> C, int ldc, bool accumulate)
+        ReadOnlySpan<T> A, int lda, ReadOnlySpan<T> B, int ldb, Span<T> C, int ldc, bool accumulate,
+        GemmTriangle triangle = GemmTriangle.None)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Validate(transA, transB, M, N, K, A.Length, lda, B.Length, ldb, C.Length, ldc);
@@ -75,7 +94,7 @@ public static class Gemm
                 return;
             }
 
-            var job = new Job<T>(transA, transB, M, N, K, pa, lda, pb, ldb, pc, ldc, accumulate);
+            var job = new Job<T>(transA, transB, M, N, K, pa, lda, pb, ldb, pc, ldc, accumulate, triangle);
             long work = (long)M * N * K;
             int threads = (int)Math.Clamp(work / WorkPerThread, 1, Math.Max(1, MaxThreads));
 
@@ -156,9 +175,10 @@ public static class Gemm
 
     /// <summary>Arguments of one call, as raw pointers (the spans are pinned for the duration of the call).</summary>
     private readonly unsafe struct Job<T>(bool transA, bool transB, int m, int n, int k,
-        T* a, int lda, T* b, int ldb, T* c, int ldc, bool accumulate) where T : unmanaged
+        T* a, int lda, T* b, int ldb, T* c, int ldc, bool accumulate, GemmTriangle triangle) where T : unmanaged
     {
         public readonly bool TransA = transA, TransB = transB, Accumulate = accumulate;
+        public readonly GemmTriangle Triangle = triangle;
         public readonly int M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
         public readonly T* A = a, B = b, C = c;
     }
@@ -245,7 +265,8 @@ public static class Gemm
                 {
                     int mc = Math.Min(MC, i1 - ic);
                     PackA(job, ic, mc, pc, kc, ap);
-                    MacroKernel(mc, nc, kc, ap, bp, job.C + (nint)ic * job.Ldc + jc, job.Ldc, overwrite);
+                    MacroKernel(mc, nc, kc, ap, bp, job.C + (nint)ic * job.Ldc + jc, job.Ldc, overwrite,
+                        job.Triangle, ic, jc, pc);
                 }
             }
         }
@@ -503,23 +524,43 @@ public static class Gemm
     /// are computed into a scratch tile and only the valid part is stored. Every kernel computes each element
     /// of C as the same sequential FMA chain over k, so the tile shape never changes a result.
     /// </summary>
-    private static unsafe void MacroKernel<T>(int mc, int nc, int kc, T* ap, T* bp, T* c, int ldc, bool overwrite)
+    private static unsafe void MacroKernel<T>(int mc, int nc, int kc, T* ap, T* bp, T* c, int ldc, bool overwrite,
+        GemmTriangle tri = GemmTriangle.None, int row0 = 0, int col0 = 0, int k0 = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int MR = Blocking<T>.MR, NR = Blocking<T>.NR;
         T* tile = stackalloc T[8 * 32];   // scratch for edge tiles; MR×NR ≤ 8×32 for both paths and types
+        int kcFull = kc;
         for (int jr = 0; jr < nc; jr += NR)
         {
             int nr = Math.Min(NR, nc - jr);
-            T* bPanel = bp + (nint)jr * kc;
+            T* bPanel = bp + (nint)jr * kcFull;
             for (int ir = 0; ir < mc; ir += MR)
             {
                 int mr = Math.Min(MR, mc - ir);
-                T* aPanel = ap + (nint)ir * kc;
+                T* aPanel = ap + (nint)ir * kcFull;
                 T* cTile = c + (nint)ir * ldc + jr;
+                T* bUse = bPanel;
+                kc = kcFull;
+                if (tri != GemmTriangle.None)
+                {
+                    // Absolute indices of the tile: rows i ∈ [ri, ri+mr), columns j ≥ cj, depth [k0, k0+kc).
+                    int ri = row0 + ir, cj = col0 + jr;
+                    if (tri == GemmTriangle.LowerC && cj > ri + mr - 1)
+                        continue;   // every column of the tile is past every row: not wanted
+                    if (tri == GemmTriangle.LowerA)
+                        kc = Math.Clamp(ri + mr - k0, 0, kcFull);   // depths past the tile's last row are zeros
+                    else if (tri == GemmTriangle.UpperA)
+                    {
+                        int skip = Math.Clamp(ri - k0, 0, kcFull);   // depths before the tile's first row are zeros
+                        aPanel += (nint)skip * MR;
+                        bUse += (nint)skip * NR;
+                        kc = kcFull - skip;
+                    }
+                }
                 if (mr == MR && nr == NR)
                 {
-                    MicroKernel(kc, aPanel, bPanel, cTile, ldc, overwrite);
+                    MicroKernel(kc, aPanel, bUse, cTile, ldc, overwrite);
                     continue;
                 }
                 // Rows the chosen kernel computes: 4 or MR.
@@ -528,8 +569,8 @@ public static class Gemm
                 T* dst0 = direct ? cTile : tile;
                 int ld0 = direct ? ldc : NR;
                 bool ow = direct ? overwrite : true;
-                if (rows == 4) Kernel4x2V512(kc, aPanel, MR, bPanel, dst0, ld0, ow);
-                else MicroKernel(kc, aPanel, bPanel, dst0, ld0, ow);
+                if (rows == 4) Kernel4x2V512(kc, aPanel, MR, bUse, dst0, ld0, ow);
+                else MicroKernel(kc, aPanel, bUse, dst0, ld0, ow);
                 if (direct)
                     continue;
                 for (int r = 0; r < mr; r++)
