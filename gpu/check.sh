@@ -76,10 +76,10 @@ run() {
     timeout 120 "$mt" gauge verify --model "/tmp/mt-gv-$arch" --dtype f32 --device cuda 2>&1 | tee "$out/gauge_verify_$arch.txt" >>"$log" \
       || { rc=1; say "gauge verify ($arch) on cuda failed (see gauge_verify_$arch.txt)"; }
   done
-  say "== bench: our kernels   ($((SECONDS - t0)) s)"
-  timeout 240 "$mt" kernels bench --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
-  say "== bench: PyTorch / cuBLAS   ($((SECONDS - t0)) s)"
-  timeout 120 python3 "$dist/torch_bench.py" > "$out/torch.json" 2>>"$log" || say "torch_bench.py failed (see log)"
+  say "== bench: our kernels and GPT-2 124M step (B16 T1024, f32 and bf16 storage)   ($((SECONDS - t0)) s)"
+  timeout 240 "$mt" kernels bench --batch 16 --seq 1024 --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
+  say "== bench: PyTorch / cuBLAS, and a PyTorch GPT-2 124M step (B16 T1024, f32 and bf16 autocast)   ($((SECONDS - t0)) s)"
+  timeout 180 python3 "$dist/torch_bench.py" --batch 16 --seq 1024 > "$out/torch.json" 2>>"$log" || say "torch_bench.py failed (see log)"
   python3 "$dist/table.py" "$out" > "$out/check.md" 2>>"$log"
   cat "$out/check.md" | tee -a "$log"
   say "== done in $((SECONDS - t0)) s, exit $rc"

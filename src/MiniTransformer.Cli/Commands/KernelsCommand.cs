@@ -128,24 +128,36 @@ static class KernelsCommand
     static Command Bench()
     {
         var size = new Option<int>("--size") { Description = "matmul M = N = K (a multiple of 128)", DefaultValueFactory = _ => 4096 };
+        var batch = new Option<int>("--batch") { Description = "B of the GPT-2 124M training step", DefaultValueFactory = _ => 16 };
+        var seq = new Option<int>("--seq") { Description = "T of the GPT-2 124M training step (at most 1024)", DefaultValueFactory = _ => 1024 };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
-        var c = new Command("bench", "Time matmul (f32, bf16 tensor cores), attention and a GPT-2 124M step on the GPU.");
-        foreach (Option o in new Option[] { size, json }) c.Options.Add(o);
+        var c = new Command("bench", "Time matmul (f32, bf16 tensor cores), attention and a GPT-2 124M training step (B×T 16×1024, "
+            + "f32 and bf16 storage; tokens/s and MFU) on the GPU.");
+        foreach (Option o in new Option[] { size, batch, seq, json }) c.Options.Add(o);
         c.SetAction(r =>
         {
-            int n = r.GetValue(size);
+            int n = r.GetValue(size), bs = r.GetValue(batch), t = r.GetValue(seq);
             if (n <= 0 || n % 128 != 0) throw new InputException($"--size: must be a positive multiple of 128 (got {n})");
+            if (bs <= 0) throw new InputException($"--batch: must be positive (got {bs})");
+            if (t <= 0 || t > 1024) throw new InputException($"--seq: must be in 1..1024, GPT-2's context (got {t})");
             var dev = CudaDevice.Default;
             bool asJson = r.GetValue(json);
             var rows = new JsonArray();
             if (!asJson) Console.WriteLine(dev);
-            foreach (var b in KernelBench.Run(dev, n))
+            foreach (var b in KernelBench.Run(dev, n, stepB: bs, stepT: t))
             {
-                rows.Add(new JsonObject
+                var row = new JsonObject
                 {
                     ["name"] = b.Name, ["shape"] = b.Shape, ["ms"] = Math.Round(b.Ms, 4), ["tflops"] = Math.Round(b.Tflops, 2),
-                    ["rel_error"] = b.RelError, ["note"] = b.Note,
-                });
+                    ["rel_error"] = Finite(b.RelError), ["note"] = b.Note,
+                };
+                if (b.Step is { } s)   // the fields gpu/table.py pairs with PyTorch's step (same names as torch_bench.py)
+                {
+                    row["kind"] = "gpt2_step"; row["precision"] = s.Precision; row["batch"] = s.Batch; row["seq"] = s.Seq;
+                    row["tokens_per_s"] = Math.Round(s.TokensPerS, 1); row["mfu"] = s.Mfu; row["peak_tflops"] = s.PeakTflops;
+                    row["n_params"] = s.NParams; row["flops_per_token"] = s.FlopsPerToken; row["loss"] = Finite(s.Loss);
+                }
+                rows.Add(row);
                 if (!asJson) Console.WriteLine($"  {b.Name,-34} {b.Shape,-26} {b.Ms,10:F3} ms {b.Tflops,8:F1} TFLOP/s  {b.Note}");
             }
             if (asJson) Console.WriteLine(new JsonObject { ["device"] = dev.ToString(), ["results"] = rows }.ToJsonString(Indented));
@@ -153,6 +165,9 @@ static class KernelsCommand
         });
         return c;
     }
+
+    /// <summary>JSON has no NaN or infinity: a diverged loss or a broken kernel's error is written as null.</summary>
+    static double? Finite(double x) => double.IsFinite(x) ? x : null;
 
     static Command Info()
     {

@@ -6,7 +6,19 @@ using MiniTransformer.Tensors;
 namespace MiniTransformer.Backends.Cuda;
 
 /// <summary>One timing: median milliseconds over the repeats, the rate it implies, and a correctness figure.</summary>
-public sealed record BenchResult(string Name, string Shape, double Ms, double Tflops, double RelError, string Note);
+public sealed record BenchResult(string Name, string Shape, double Ms, double Tflops, double RelError, string Note)
+{
+    /// <summary>The GPT-2 training-step rows only: what the GPU check pairs with PyTorch's step.</summary>
+    public StepFigures? Step { get; init; }
+}
+
+/// <summary>
+/// A training step's figures. <see cref="FlopsPerToken"/> = 6·N + 6·L·C·T (llm.c's <c>gpt2_estimate_mfu</c>, after PaLM's
+/// appendix B, causal attention counted once; N every parameter, the tied embedding once); <see cref="Mfu"/> = that ×
+/// tokens/s ÷ the GPU's dense bf16 peak (null when the peak is not known), for either storage.
+/// </summary>
+public sealed record StepFigures(string Precision, int Batch, int Seq, long NParams, double FlopsPerToken, double TokensPerS,
+    double? Mfu, double? PeakTflops, double Loss);
 
 /// <summary>
 /// Kernel timings on device buffers (no host copies in the timed region): median of CUDA-event timings after warm-up,
@@ -40,8 +52,29 @@ public static class KernelBench
         return Math.Sqrt(d / Math.Max(n, 1e-30));
     }
 
+    /// <summary>
+    /// Dense (no sparsity) peaks in TFLOP/s by NVIDIA's datasheets, bf16 tensor core and plain fp32, by device name; the
+    /// H200 SXM's are the H100 SXM's (989 and 67). <c>MT_PEAK_TFLOPS</c> overrides the bf16 one. Same table as
+    /// gpu/torch_bench.py.
+    /// </summary>
+    public static (double? Bf16, double? Fp32) Peaks(string deviceName)
+    {
+        (double?, double?) p = (null, null);
+        bool hopper = deviceName.Contains("H100") || deviceName.Contains("H200");
+        if (deviceName.Contains("H100 PCIe")) p = (756.0, 51.0);
+        else if (hopper && deviceName.Contains("NVL")) p = (835.0, 60.0);
+        else if (hopper) p = (989.4, 66.9);
+        else if (deviceName.Contains("A100")) p = (312.0, 19.5);
+        if (double.TryParse(Environment.GetEnvironmentVariable("MT_PEAK_TFLOPS"), System.Globalization.NumberStyles.Float,
+                System.Globalization.CultureInfo.InvariantCulture, out double env) && env > 0)
+            p.Item1 = env;
+        return p;
+    }
+
+    /// <summary>The rows of <c>mt kernels bench</c>: matmul, attention, then a GPT-2 124M training step at stepB × stepT
+    /// (the GPU check's 16 × 1024) with float32 and with bf16 storage.</summary>
     public static IEnumerable<BenchResult> Run(CudaDevice dev, int size = 4096, int attB = 16, int attT = 1024, int attNH = 12, int attHs = 64,
-        int stepB = 8, int stepT = 1024)
+        int stepB = 16, int stepT = 1024)
     {
         var be = new CudaBackend(dev);
         // ---- matmul: C[M,N] = A[M,K]·B[N,K]ᵀ, bf16 tensor cores vs the f32 tiled kernel (same inputs)
@@ -108,46 +141,73 @@ public static class KernelBench
                 "backward reads the saved T×T pattern");
         }
 
-        // ---- a GPT-2 124M training step through the op set, device-resident: weights, activations, gradients and AdamW
-        // state stay on the GPU; per step the host receives the summed loss (8 bytes) and the gradient-norm partial sums.
-        // Float32 storage, then bf16 storage (float32 arithmetic, float32 master weights and moments).
+        be.Dispose();
+        // ---- a GPT-2 124M training step through the op set, device-resident (see GptStep): float32 storage, then bf16.
         foreach (var storage in new[] { DType.F32, DType.BF16 })
         {
-            GC.Collect(); GC.WaitForPendingFinalizers();   // free the previous model's device copies first
-            using var sbe = new CudaBackend(dev, storage);
-            var cfg = new Gpt2Config(50257, 1024, 768, 12, 12, 1e-5, null, true);
-            var model = new Gpt2<float>(cfg, sbe);
-            model.InitializeRandom(1);
-            var opt = new Training.Optimizer<float>(model.Parameters, new Training.OptimizerConfig(), sbe);
-            int sb = stepB, st = stepT;
-            var rng = new Random(5);
-            int[] ids = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
-            int[] tg = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
-            double loss = 0;
-            void Step()
-            {
-                opt.ZeroGrad();
-                var (s, cnt) = model.Forward(ids, tg, sb, st);
-                model.Backward(1.0 / cnt);
-                opt.Update(1e-4, s / cnt);
-                loss = s / cnt;
-            }
-            Step();   // compiles the kernels, attaches every tensor's device copy, uploads the weights once
-            dev.Synchronize();
-            var times = new List<double>();
-            for (int i = 0; i < 3; i++)
-            {
-                var sw = Stopwatch.StartNew();
-                Step();
-                dev.Synchronize();
-                times.Add(sw.Elapsed.TotalMilliseconds);
-            }
-            double ms = Median(times);
-            long nParams = model.Parameters.Sum(p => (long)p.Value.Length);
-            double stepFlops = 6.0 * nParams * sb * st + 12.0 * cfg.NLayer * sb * (double)st * st * cfg.NEmbd / 2;   // + causal attention
-            yield return new BenchResult($"gpt2-124m train step ({(storage == DType.BF16 ? "bf16" : "f32")}, resident)", $"B{sb} T{st}", ms, stepFlops / ms / 1e9, 0,
-                $"fwd+bwd+AdamW; {sb * st / (ms / 1000):F0} tokens/s; loss {loss:F3}");
+            yield return GptStep(dev, storage, stepB, stepT);
+            // The step's model is unreachable now (GptStep's locals, not this iterator's fields): free its device copies
+            // (finalizers) before the next one is built.
+            GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
         }
-        be.Dispose();
+    }
+
+    /// <summary>
+    /// One GPT-2 124M training step (forward, backward, global-norm clip 1.0, AdamW) at B × T, device-resident: weights,
+    /// activations, gradients and AdamW state stay on the GPU; per step the host receives the summed loss (8 bytes) and
+    /// the gradient-norm partial sums. Wall clock around whole synchronized steps, median of 3 after one warm-up step.
+    /// Device memory at B16 T1024, float32: the saved T×T attention pattern is B·H·T²·4 B ≈ 0.8 GB per layer (≈ 10 GB
+    /// over 12 layers), logits and their gradient 2 × B·T·V·4 B ≈ 6.6 GB, the rest ≈ 10 GB; the host mirrors each tensor
+    /// in float32.
+    /// </summary>
+    static BenchResult GptStep(CudaDevice dev, DType storage, int sb, int st)
+    {
+        using var sbe = new CudaBackend(dev, storage);
+        var cfg = new Gpt2Config(50257, Math.Max(1024, st), 768, 12, 12, 1e-5, null, true);
+        var model = new Gpt2<float>(cfg, sbe);
+        model.InitializeRandom(1);
+        var opt = new Training.Optimizer<float>(model.Parameters, new Training.OptimizerConfig(), sbe);
+        var rng = new Random(5);
+        int[] ids = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
+        int[] tg = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
+        double loss = 0;
+        void Step()
+        {
+            opt.ZeroGrad();
+            var (s, cnt) = model.Forward(ids, tg, sb, st);
+            model.Backward(1.0 / cnt);
+            opt.Update(1e-4, s / cnt);
+            loss = s / cnt;
+        }
+        Step();   // compiles the kernels, attaches every tensor's device copy, uploads the weights once
+        dev.Synchronize();
+        var times = new List<double>();
+        for (int i = 0; i < 3; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            Step();
+            dev.Synchronize();
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        double ms = Median(times);
+        long nParams = model.Parameters.Sum(p => (long)p.Value.Length);
+        double flopsPerToken = 6.0 * nParams + 6.0 * cfg.NLayer * cfg.NEmbd * (double)st;   // llm.c / PaLM, causal attention
+        double tokS = sb * (double)st / (ms / 1000);
+        double tflops = flopsPerToken * tokS / 1e12;
+        var (peak, peak32) = Peaks(dev.Name);
+        double? mfu = peak is { } pk ? tflops / pk : null;
+        string prec = storage == DType.BF16 ? "bf16" : "f32";
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        string note = string.Create(inv, $"fwd+bwd+clip+AdamW; {tokS:N0} tokens/s");
+        if (mfu is { } m)
+        {
+            note += string.Create(inv, $"; MFU {100 * m:F1}% of {peak:G} (bf16 dense)");
+            if (storage == DType.F32 && peak32 is { } p32) note += string.Create(inv, $", {100 * tflops / p32:F0}% of fp32 {p32:G}");
+        }
+        note += string.Create(inv, $"; loss {loss:F3}");
+        return new BenchResult($"gpt2-124m train step ({prec}, resident)", $"B{sb} T{st}", ms, tflops, 0, note)
+        {
+            Step = new StepFigures(prec, sb, st, nParams, flopsPerToken, tokS, mfu, peak, loss),
+        };
     }
 }
