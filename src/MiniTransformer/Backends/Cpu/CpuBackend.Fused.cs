@@ -48,14 +48,17 @@ public sealed partial class CpuBackend<F>
     {
         if (t.Length == 0) return true;
         if (t.Length < 1 << 16) return !t.Data.AsSpan().ContainsAnyExcept(F.Zero, F.NegativeZero);
-        int chunks = Math.Max(1, Parallelism.Threads);
-        bool any = false;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks }, (c, state) =>
+        // Chunks of 64K elements claimed in order by the pool's threads; once one finds a non-zero the rest return at once.
+        const int chunk = 1 << 16;
+        int chunks = (t.Length + chunk - 1) / chunk;
+        int any = 0;
+        Parallelism.Run(chunks, Parallelism.Threads, c =>
         {
-            int lo = (int)((long)t.Length * c / chunks), hi = (int)((long)t.Length * (c + 1) / chunks);
-            if (t.Data.AsSpan(lo, hi - lo).ContainsAnyExcept(F.Zero, F.NegativeZero)) { any = true; state.Stop(); }
+            if (Volatile.Read(ref any) != 0) return;
+            int lo = c * chunk, n = Math.Min(chunk, t.Length - lo);
+            if (t.Data.AsSpan(lo, n).ContainsAnyExcept(F.Zero, F.NegativeZero)) Volatile.Write(ref any, 1);
         });
-        return !any;
+        return any == 0;
     }
 
     // ================= gelu (single sweep) =================
