@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_golden import save_safetensors, load_safetensors  # noqa: E402
-from make_gauge_golden_bert import CASES, config, generic_weights, forward, write_model  # noqa: E402
+from make_gauge_golden_bert import CASES, config, generic_weights, encode, forward, write_model  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,29 +49,8 @@ def analytic_removable(c):
 
 
 def pooled(c, w, ids, types, mask):
-    """The pooler output from the last hidden state (recomputed here: forward() returns logits only)."""
-    V, NPOS, D, NH, NL, FF, NTYPE, EPS, pooler, tied = c
-    e = "bert.embeddings."
-    Tn = ids.shape[1]
-    x = F.embedding(ids, w[e + "word_embeddings.weight"]) + w[e + "position_embeddings.weight"][:Tn] \
-        + F.embedding(types, w[e + "token_type_embeddings.weight"])
-    x = F.layer_norm(x, (D,), w[e + "LayerNorm.weight"], w[e + "LayerNorm.bias"], EPS)
-    pad = mask == 0
-    for i in range(NL):
-        p = f"bert.encoder.layer.{i}."
-        s = p + "attention.self."
-        in_w = torch.cat([w[s + k + ".weight"] for k in ("query", "key", "value")], 0)
-        in_b = torch.cat([w[s + k + ".bias"] for k in ("query", "key", "value")], 0)
-        xq = x.transpose(0, 1)
-        y, _ = F.multi_head_attention_forward(
-            xq, xq, xq, D, NH, in_proj_weight=in_w, in_proj_bias=in_b, bias_k=None, bias_v=None, add_zero_attn=False,
-            dropout_p=0.0, out_proj_weight=w[p + "attention.output.dense.weight"],
-            out_proj_bias=w[p + "attention.output.dense.bias"], training=False, key_padding_mask=pad, need_weights=False)
-        h = F.layer_norm(x + y.transpose(0, 1), (D,), w[p + "attention.output.LayerNorm.weight"],
-                         w[p + "attention.output.LayerNorm.bias"], EPS)
-        m = F.linear(F.gelu(F.linear(h, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"])),
-                     w[p + "output.dense.weight"], w[p + "output.dense.bias"])
-        x = F.layer_norm(h + m, (D,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], EPS)
+    """The pooler output tanh(h[:, 0]·W_poolᵀ + b_pool) from the encoder's last hidden state."""
+    x = encode(c, w, ids, types, mask)
     return torch.tanh(F.linear(x[:, 0], w["bert.pooler.dense.weight"], w["bert.pooler.dense.bias"]))
 
 

@@ -89,8 +89,8 @@ def generic_weights(c, gen):
     return w
 
 
-def forward(c, w, ids, types, mask):
-    """Post-LN BERT + MLM head from torch's functional pieces; Linear weights are [out, in] (y = x @ W.T + b)."""
+def encode(c, w, ids, types, mask):
+    """Post-LN BERT encoder from torch's functional pieces: the last hidden state. Linear weights are [out, in]."""
     V, NPOS, D, NH, NL, FF, NTYPE, EPS, pooler, tied = c
     e = "bert.embeddings."
     Tn = ids.shape[1]
@@ -113,6 +113,14 @@ def forward(c, w, ids, types, mask):
         m = F.linear(F.gelu(F.linear(h, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"])),
                      w[p + "output.dense.weight"], w[p + "output.dense.bias"])
         x = F.layer_norm(h + m, (D,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], EPS)
+    return x
+
+
+def forward(c, w, ids, types, mask):
+    """Post-LN BERT + MLM head (y = x @ W.T + b): the MLM logits."""
+    V, NPOS, D, NH, NL, FF, NTYPE, EPS, pooler, tied = c
+    e = "bert.embeddings."
+    x = encode(c, w, ids, types, mask)
     t = F.gelu(F.linear(x, w["cls.predictions.transform.dense.weight"], w["cls.predictions.transform.dense.bias"]))
     t = F.layer_norm(t, (D,), w["cls.predictions.transform.LayerNorm.weight"], w["cls.predictions.transform.LayerNorm.bias"], EPS)
     dec = w[e + "word_embeddings.weight"] if tied else w["cls.predictions.decoder.weight"]
