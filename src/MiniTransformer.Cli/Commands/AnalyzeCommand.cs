@@ -21,14 +21,19 @@ static class AnalyzeCommand
         foreach (Option o in new Option[] { model, data, top }) bq.Options.Add(o);
         bq.SetAction(r =>
         {
-            var m = ModelFiles.Load(r.GetValue(model)!, CpuBackend<double>.Instance) as Gpt2<double>
-                ?? throw new InputException("--model: mt analyze bq needs a GPT-2");
+            var m = ModelFiles.Load(r.GetValue(model)!, CpuBackend<double>.Instance);
             var src = DataSources.Create(r.GetValue(data)!, 1);
             if (src.VocabSize > m.VocabSize) throw new InputException($"--data: {src.Spec} needs {src.VocabSize} tokens, the model has {m.VocabSize}");
             var tokens = Enumerable.Range(0, src.VocabSize).ToArray();
             string Tok(int id) { try { return "'" + src.Tokenizer.Decode([id]).Replace("\n", "⏎") + "'"; } catch (Exception) { return $"#{id}"; } }
-            Console.WriteLine($"b_Q mean: [{string.Join(", ", m.Config.SymmetryBreaking?.BqMean.Select(x => x.ToString("G3", CultureInfo.InvariantCulture)) ?? [])}]");
-            foreach (var h in BqAlignment.Analyze(m, tokens, r.GetValue(top)))
+            var (sb, heads) = m switch
+            {
+                Gpt2<double> g => (g.Config.SymmetryBreaking, BqAlignment.Analyze(g, tokens, r.GetValue(top))),
+                Bert<double> b => (b.Config.SymmetryBreaking, BqAlignment.Analyze(b, tokens, r.GetValue(top))),
+                _ => throw new InputException("--model: mt analyze bq needs a GPT-2 or BERT"),
+            };
+            Console.WriteLine($"b_Q mean: [{string.Join(", ", sb!.BqMean.Select(x => x.ToString("G3", CultureInfo.InvariantCulture)))}]");
+            foreach (var h in heads)
             {
                 Console.WriteLine($"layer {h.Layer} head {h.Head}  (mean cosine {h.MeanCosine:+0.000;-0.000})");
                 Console.WriteLine("  aligned:      " + string.Join("  ", h.Top.Select(t => $"{Tok(t.Token)} {t.Cosine:+0.000;-0.000}")));
