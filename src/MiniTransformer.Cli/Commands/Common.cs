@@ -86,11 +86,12 @@ sealed class InitOptions
     public Option<bool> Untied { get; } = new("--untied") { Description = "separate output map (gpt2 lm_head.weight, bert cls.predictions.decoder.weight) instead of the word embeddings" };
     public Option<int?> TypeVocab { get; } = new("--type-vocab") { Description = "bert: token types (type_vocab_size, default 2)" };
     public Option<bool> Pooler { get; } = new("--pooler") { Description = "bert: add the pooler (dense + tanh on the first token)" };
+    public Option<bool> EncoderOnly { get; } = new("--encoder-only") { Description = "bert: no MLM head (a BertModel: outputs are the hidden states, and the pooler output with --pooler); mt init only" };
     public Option<int> Seed { get; } = new("--seed") { Description = "random seed", DefaultValueFactory = _ => 1337 };
 
     public void AddTo(Command c)
     {
-        foreach (Option o in new Option[] { Arch, Layers, Heads, Dim, Vocab, Ctx, Ffn, Eps, Untied, TypeVocab, Pooler, Seed }) c.Options.Add(o);
+        foreach (Option o in new Option[] { Arch, Layers, Heads, Dim, Vocab, Ctx, Ffn, Eps, Untied, TypeVocab, Pooler, EncoderOnly, Seed }) c.Options.Add(o);
     }
 
     /// <summary>"gpt2" or "bert"; anything else is a flag error.</summary>
@@ -100,6 +101,7 @@ sealed class InitOptions
         if (arch is not ("gpt2" or "bert")) throw new InputException($"--arch: unknown architecture '{arch}'; expected gpt2 or bert");
         if (arch == "gpt2" && r.GetValue(TypeVocab) is not null) throw new InputException("--type-vocab: only BERT has token types (use --arch bert)");
         if (arch == "gpt2" && r.GetValue(Pooler)) throw new InputException("--pooler: only BERT has a pooler (use --arch bert)");
+        if (arch == "gpt2" && r.GetValue(EncoderOnly)) throw new InputException("--encoder-only: only BERT comes encoder-only (use --arch bert)");
         return arch;
     }
 
@@ -119,7 +121,7 @@ sealed class InitOptions
         int vocab = r.GetValue(Vocab) ?? vocabFallback ?? throw new InputException("--vocab: required");
         int dim = r.GetValue(Dim);
         var cfg = new BertConfig(vocab, r.GetValue(Ctx), dim, r.GetValue(Layers), r.GetValue(Heads), r.GetValue(Ffn) ?? 4 * dim,
-            r.GetValue(TypeVocab) ?? 2, r.GetValue(Eps) ?? 1e-12, "gelu", r.GetValue(Pooler), !r.GetValue(Untied));
+            r.GetValue(TypeVocab) ?? 2, r.GetValue(Eps) ?? 1e-12, "gelu", r.GetValue(Pooler), !r.GetValue(Untied), MlmHead: !r.GetValue(EncoderOnly));
         cfg.Validate("model flags");
         return cfg;
     }

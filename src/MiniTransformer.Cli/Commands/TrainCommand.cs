@@ -50,6 +50,7 @@ static class TrainCommand
             // The architecture decides the objective: BERT trains on masked-LM rows of the same data.
             string arch = isResume && Trainer<float>.FindCheckpoint(run) is string ck ? ModelFiles.ModelType(ck)
                 : r.GetValue(model) is string mp ? ModelFiles.ModelType(mp) : init.ArchOf(r);
+            if (r.GetValue(init.EncoderOnly)) throw new InputException("--encoder-only: an encoder-only BERT has no MLM head to train; create one with mt init");
             if (arch != "bert" && r.GetValue(vocabTxt) is not null) throw new InputException("--vocab-txt: WordPiece vocabularies are for BERT (use --arch bert)");
             IDataSource source = arch == "bert" ? MlmSources.Create(r.GetValue(data)!, seed, r.GetValue(vocabTxt))
                 : DataSources.Create(r.GetValue(data)!, seed);
@@ -93,6 +94,8 @@ static class TrainCommand
             model = g;
         }
         else model = init.NewModel(r, data.VocabSize, ops, config.Seed);
+        if (model is Bert<F> { Config.MlmHead: false })
+            throw new InputException($"--model: {modelPath} is an encoder-only BERT (no MLM head), so there is nothing to train it on; use mt forward, mt embed, mt gauge or mt analyze");
         Action<Trainer<F>>? setup = null;
         if (config.Opt.Kind == OptimizerKind.Ecd)
             setup = t =>
