@@ -20,15 +20,22 @@ public static class GaugeFixCommands
 
     static string E(double v) => v.ToString("0.0E+00", CultureInfo.InvariantCulture);
 
-    /// <summary>Max relative deviation of the log-probabilities of two parameter sets on seeded inputs (float64).</summary>
+    /// <summary>
+    /// Max relative deviation of the outputs of two parameter sets on seeded inputs (float64): the log-probabilities, or
+    /// for an encoder-only BERT the last hidden state and the pooler output (<c>Invariance.Outputs</c>).
+    /// </summary>
     public static double LogProbDeviation(ILanguageModel<double> like, GaugeArch a, ParamSet p0, ParamSet p1, int seed = 1)
     {
         var (ids, B, T) = Invariance.RandomInputs(a, seed);
         var (types, mask) = Invariance.RandomExtras(a, seed, B, T);
-        var y0 = Invariance.LogProbs(like, a, p0, CpuBackend<double>.Instance, ids, B, T, types, mask);
-        var y1 = Invariance.LogProbs(like, a, p1, CpuBackend<double>.Instance, ids, B, T, types, mask);
+        var y0 = Invariance.Outputs(like, a, p0, CpuBackend<double>.Instance, ids, B, T, types, mask);
+        var y1 = Invariance.Outputs(like, a, p1, CpuBackend<double>.Instance, ids, B, T, types, mask);
         return Invariance.Deviation(y0, y1).MaxRel;
     }
+
+    /// <summary>What <see cref="LogProbDeviation"/> compares, in words.</summary>
+    static string Observed(GaugeArch a, ParamSet p) =>
+        !a.EncoderOnly ? "log-probabilities" : p.Has("bert.pooler.dense.weight") ? "last hidden state + pooler output" : "last hidden state";
 
     public static Command Fix()
     {
@@ -50,12 +57,12 @@ public static class GaugeFixCommands
             string dir = r.GetValue(output)!;
             ModelFiles.Save(m, dir, f64 ? StDType.F64 : StDType.F32);
             var json = c.ToJson();
-            json["logprob_max_rel_deviation_f64"] = dev;
+            json[a.EncoderOnly ? "output_max_rel_deviation_f64" : "logprob_max_rel_deviation_f64"] = dev;
             File.WriteAllText(Path.Combine(dir, GaugeFile), json.ToJsonString(Indented) + "\n");
             int analytic = FlatDirections.Analytic(a, p0.Count).Analytic;
             Console.WriteLine($"{m.Describe()}: {p0.Count:N0} parameters, {c.FixedCount:N0} fixed ({string.Join(" · ", c.Removed.Select(kv => $"{kv.Key} {kv.Value:N0}"))}), {c.FreeCount:N0} free");
             Console.WriteLine($"not removed: {string.Join("; ", c.NotRemoved.Select(kv => $"{kv.Key} ({kv.Value})"))}; analytic flat total {analytic:N0}");
-            Console.WriteLine($"log-probabilities (float64, 4 random sequences): max relative deviation {E(dev)}{(dev < 1e-12 ? " (< 1e-12)" : " (ABOVE 1e-12)")}; wrote {dir} ({(f64 ? "F64" : "F32")}) and {GaugeFile}");
+            Console.WriteLine($"{Observed(a, p0)} (float64, 4 random sequences): max relative deviation {E(dev)}{(dev < 1e-12 ? " (< 1e-12)" : " (ABOVE 1e-12)")}; wrote {dir} ({(f64 ? "F64" : "F32")}) and {GaugeFile}");
             return dev < 1e-12 ? 0 : 1;
         });
         return cmd;
@@ -97,7 +104,7 @@ public static class GaugeFixCommands
             Console.WriteLine($"{"distance",-14} {"‖A−B‖",12} {"relative",12}");
             Console.WriteLine($"{"naive",-14} {E(naive),12} {E(naiveRel),12}");
             Console.WriteLine($"{"modulo gauge",-14} {E(gauge),12} {E(gaugeRel),12}   (removed: {string.Join(",", ca.Removed.Keys)}, mlp units ordered; not removed: {(ca.NotRemoved.Keys.Any(k => k != "mlp") ? string.Join(",", ca.NotRemoved.Keys.Where(k => k != "mlp")) : "none")}{(samePivots ? "" : "; pivot rows differ")})");
-            Console.WriteLine($"log-probabilities: max relative deviation {E(fdev)} on 4 random sequences");
+            Console.WriteLine($"{Observed(a, pa)}: max relative deviation {E(fdev)} on 4 random sequences");
             return 0;
         });
         return cmd;
@@ -130,6 +137,8 @@ public static class GaugeFixCommands
         where F : unmanaged, IFloatingPointIeee754<F>
     {
         RequireStandard(model, "--gauge-fixed");
+        if (model is Bert<F> { Config.MlmHead: false })
+            throw new InputException("--gauge-fixed: an encoder-only BERT (no MLM head) has nothing to train on; mt gauge fix writes its canonical form");
         string path = Path.Combine(run, GaugeFile);
         SortedDictionary<string, SortedDictionary<int, double>> fixedEntries;
         int[][][] q, v;

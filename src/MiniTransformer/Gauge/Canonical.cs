@@ -262,7 +262,7 @@ public static class Canonical
     }
 
     /// <summary>
-    /// BERT (post-LN, MLM head) in canonical form. Post-LN changes which LayerNorm parameters can be folded:
+    /// BERT (post-LN; with its MLM head, or encoder-only: see below) in canonical form. Post-LN changes which LayerNorm parameters can be folded:
     /// <code>
     ///   x′ = LN_out(h + MLP(h)),  h = LN_attn(x + Attn(x)),  LN(z) = n(z)⊙g + β,  n(z) ⊥ 1
     /// </code>
@@ -281,11 +281,20 @@ public static class Canonical
     /// `embshift` over three tables (E row 0 and S row 0 into P, P[:,0], S[s≥1,0]; untied also E[v≥1,0]).
     /// There is no residual rotation in post-LN. The pooler (not in the MLM logits) takes the last LN_out's gain and
     /// bias too, so its output is kept as well.
+    /// <para>
+    /// Encoder-only (no MLM head, <see cref="GaugeArch.EncoderOnly"/>): the last LN_out's output x_L is itself the
+    /// observable, so its gain and bias stay (no `lngain`, `lnbias`, no head folds). The same steps otherwise: `postln`
+    /// on every other LayerNorm; `lnmean` on their readers and on the pooler's dense (which reads x_L at token 0), with
+    /// the last LayerNorm's bias kept: W → W + outer(1/g, u), c → c − (β·(1/g))·u, u = −g₀·W[0,:] (x_L·outer(1/g, u) =
+    /// (β·(1/g))·u because n ⊥ 1, so the pooler's pre-activation is unchanged); qk/ov/kbias/vbias; `writer1` on the
+    /// sublayer output maps alone (no output map); `embshift` with E[v≥1, 0] as well (the token table is an input only:
+    /// V − 1 more entries, as for an untied decoder).
+    /// </para>
     /// </summary>
     static CanonicalForm FixBert(GaugeArch a, ParamSet input, bool sharedPivots)
     {
-        if (a.FoldableLns.Length == 0)
-            throw new InputException("gauge fix: an encoder-only BERT (no MLM head) is not supported; the canonical form needs the MLM head's dense layer to fold the last LayerNorm into");
+        if (a.FoldableLns.Length == 0 && !a.EncoderOnly)
+            throw new InvalidOperationException("gauge fix: a BERT with an MLM head has a foldable last LayerNorm");
         var p = input.Clone();
         var b = new Builder(p);
         int d = a.D;
@@ -322,7 +331,7 @@ public static class Canonical
             for (int j = 0; j < d; j++) ln.Writer.AddBias(p, j, beta[j]);
             for (int i = 0; i < d; i++) b.Mark("postln", ln.Bias, i, 0.0);
         }
-        if (a.Tied && a.OutputMap.HasBias)
+        if (a.Tied && !a.EncoderOnly && a.OutputMap.HasBias)
         {
             // Tied head LayerNorm: β → 0 into the decoder bias, then the decoder bias's 1_V shift (the log-softmax ignores it).
             var beta = (double[])p[a.FinalLnBias].Clone();
@@ -339,7 +348,7 @@ public static class Canonical
         {
             var g = p[ln.Gain]; var beta = p[ln.Bias];
             double bOverG = 0;
-            for (int i = 0; i < d; i++) bOverG += beta[i] / g[i];   // 0: every bias is fixed at 0 by now
+            for (int i = 0; i < d; i++) bOverG += beta[i] / g[i];   // 0 but for an encoder-only model's last LayerNorm (the pooler's input), whose bias stays
             foreach (var r in ln.Readers.Where(r => r.HasBias))
             {
                 var u = Row(p, r, 0);
@@ -361,8 +370,8 @@ public static class Canonical
         if (!singleHead)
         {
             // writer1: column 0 of each sublayer output map and its bias (untied: the decoder too; its (0, 0) entry is
-            // already fixed by lnmean, so d − 1 weights + the bias there).
-            IEnumerable<MapRef> maps = a.Tied ? a.ResidualWriters : [.. a.ResidualWriters, a.OutputMap];
+            // already fixed by lnmean, so d − 1 weights + the bias there; encoder-only: no decoder).
+            IEnumerable<MapRef> maps = a.HasUntiedOutputMap ? [.. a.ResidualWriters, a.OutputMap] : a.ResidualWriters;
             foreach (var m in maps)
             {
                 b.Fixed.TryGetValue(m.Weight, out var already);
@@ -403,7 +412,7 @@ public static class Canonical
             IntoPositions(S, a.TypeEmbedding!);
             ColumnZero(P, a.PositionEmbedding, 0);
             ColumnZero(S, a.TypeEmbedding!, 1);                 // S row 0 is zero already
-            if (!a.Tied) ColumnZero(E, a.TokenEmbedding, 1);    // untied only: E is an input table alone
+            if (!a.Tied) ColumnZero(E, a.TokenEmbedding, 1);    // untied or encoder-only: E is an input table alone
         }
 
         SortMlpUnits(a, p);
