@@ -193,6 +193,37 @@ __device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, 
 #endif
 }
 
+/// One MM_BK-deep step of a warp's 64×32 tile of C from the shared tiles as[row][k] (rows wm·64…) and bs[col][k]
+/// (columns wn·32…): the fragments of the layout above, then 4×4 mma.sync m16n8k16 into acc.
+__device__ __forceinline__ void warp_tile_mma(float (*acc)[4][4], const bf16* as, const bf16* bs, int wm, int wn, int g, int t4)
+{
+    #pragma unroll
+    for (int kk = 0; kk < MM_BK; kk += 16)
+    {
+        unsigned int af[4][4], bfr[4][2];
+        #pragma unroll
+        for (int mi = 0; mi < 4; mi++)
+        {
+            int r = wm * 64 + mi * 16 + g;
+            af[mi][0] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4]);
+            af[mi][1] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4]);
+            af[mi][2] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4 + 8]);
+            af[mi][3] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4 + 8]);
+        }
+        #pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+        {
+            int c = wn * 32 + ni * 8 + g;
+            bfr[ni][0] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4]);
+            bfr[ni][1] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4 + 8]);
+        }
+        #pragma unroll
+        for (int mi = 0; mi < 4; mi++)
+            #pragma unroll
+            for (int ni = 0; ni < 4; ni++) mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni]);
+    }
+}
+
 #ifndef MT_BF16   // storage-independent kernels: compiled once, in the float32 build
 // ---------------------------------------------------------------- conversions
 extern "C" __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, long long n)
@@ -259,31 +290,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
         }
         const bf16* as = As[stage];
         const bf16* bs = Bs[stage];
-        #pragma unroll
-        for (int kk = 0; kk < MM_BK; kk += 16)
-        {
-            unsigned int af[4][4], bfr[4][2];
-            #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
-            {
-                int r = wm * 64 + mi * 16 + g;
-                af[mi][0] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4]);
-                af[mi][1] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4]);
-                af[mi][2] = *(const unsigned int*)(&as[r * MM_LD + kk + 2 * t4 + 8]);
-                af[mi][3] = *(const unsigned int*)(&as[(r + 8) * MM_LD + kk + 2 * t4 + 8]);
-            }
-            #pragma unroll
-            for (int ni = 0; ni < 4; ni++)
-            {
-                int c = wn * 32 + ni * 8 + g;
-                bfr[ni][0] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4]);
-                bfr[ni][1] = *(const unsigned int*)(&bs[c * MM_LD + kk + 2 * t4 + 8]);
-            }
-            #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
-                #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni]);
-        }
+        warp_tile_mma(acc, as, bs, wm, wn, g, t4);
         stage ^= 1;
     }
     #pragma unroll
@@ -344,31 +351,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
             Bs[n * MM_LD + k] = transB ? Bm[(j0 + n) * ldb + k0 + k] : Bm[(long long)(k0 + k) * ldb + j0 + n];
         }
         __syncthreads();
-        #pragma unroll
-        for (int kk = 0; kk < MM_BK; kk += 16)
-        {
-            unsigned int af[4][4], bfr[4][2];
-            #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
-            {
-                int r = wm * 64 + mi * 16 + g;
-                af[mi][0] = *(const unsigned int*)(&As[r * MM_LD + kk + 2 * t4]);
-                af[mi][1] = *(const unsigned int*)(&As[(r + 8) * MM_LD + kk + 2 * t4]);
-                af[mi][2] = *(const unsigned int*)(&As[r * MM_LD + kk + 2 * t4 + 8]);
-                af[mi][3] = *(const unsigned int*)(&As[(r + 8) * MM_LD + kk + 2 * t4 + 8]);
-            }
-            #pragma unroll
-            for (int ni = 0; ni < 4; ni++)
-            {
-                int c = wn * 32 + ni * 8 + g;
-                bfr[ni][0] = *(const unsigned int*)(&Bs[c * MM_LD + kk + 2 * t4]);
-                bfr[ni][1] = *(const unsigned int*)(&Bs[c * MM_LD + kk + 2 * t4 + 8]);
-            }
-            #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
-                #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni]);
-        }
+        warp_tile_mma(acc, As, Bs, wm, wn, g, t4);
         __syncthreads();   // the next tile overwrites As / Bs
     }
     #pragma unroll
