@@ -40,12 +40,13 @@ def analytic_removable(tied):
     return NL * per_layer + (D + NPOS if tied else (V + NPOS + D - 1) + 3 * D)
 
 
-def run(tied, mt, gen):
-    name = "tied" if tied else "untied"
-    w0 = generic_weights(tied, gen)
+def fix_and_check(mt, w0, write, expect):
+    """Writes w0 with write(dir, w0), runs `mt gauge fix` on it, and checks gauge.json against the fixed tensors:
+    every listed entry holds its value, the count equals the analytic `expect` and the removed kinds' sum, and
+    free_parameters = total − fixed. Returns (fixed weights, gauge.json text, fixed count, total parameters)."""
     with tempfile.TemporaryDirectory() as tmp:
         orig, fixed = os.path.join(tmp, "orig"), os.path.join(tmp, "fixed")
-        write_model(orig, w0, tied)
+        write(orig, w0)
         cmd = mt + ["gauge", "fix", "--model", orig, "--out", fixed, "--dtype", "f64"]
         print("$", " ".join(cmd[len(mt):]))
         subprocess.run(cmd, check=True)
@@ -60,10 +61,17 @@ def run(tied, mt, gen):
         for i, v in zip(e["indices"], e["values"]):
             assert flat[i].item() == v, (e["tensor"], i, flat[i].item(), v)
         n_fixed += len(e["indices"])
-    expect = analytic_removable(tied)
     assert n_fixed == expect == sum(gauge["removed"].values()), (n_fixed, expect, gauge["removed"])
     total = sum(v.numel() for v in w0.values())
     assert gauge["free_parameters"] == total - n_fixed
+    return w1, gauge_text, n_fixed, total
+
+
+def run(tied, mt, gen):
+    name = "tied" if tied else "untied"
+    w0 = generic_weights(tied, gen)
+    expect = analytic_removable(tied)
+    w1, gauge_text, n_fixed, total = fix_and_check(mt, w0, lambda d, w: write_model(d, w, tied), expect)
     ids = torch.randint(0, V, (3, NPOS), generator=gen)
     with torch.no_grad():
         l0, l1 = forward(w0, ids, tied), forward(w1, ids, tied)
