@@ -185,7 +185,9 @@ extern "C" __global__ void KNAME(fixed_qkv_pivot_bwd)(stor_t* __restrict__ dx, c
 
 __device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(MT_CUDA_EMU)   // the CPU emulator (tools/cuda-emu) computes the instruction from the PTX fragment layout
+    emu_mma_bf16_16816(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])

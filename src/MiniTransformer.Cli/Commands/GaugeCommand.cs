@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniTransformer.Backends;
 using MiniTransformer.Backends.Cpu;
 using MiniTransformer.Gauge;
 using MiniTransformer.IO;
@@ -90,7 +91,9 @@ static class GaugeCommand
             else foreach (var k in ks)
                     if (!k.Applies(a)) throw new InputException($"--kinds {k.Name}: does not exist in a {(a.PreLn ? "pre-LN" : "post-LN")} {a.Arch} model");
             int s = r.GetValue(seed);
-            var checks = ks.Select(k => f64 ? Invariance.Check(m, k, s, Common.Backend<double>(dev)) : Invariance.Check(m, k, s, Common.Backend<float>(dev))).ToList();
+            IBackend<double>? be64 = f64 ? Common.Backend<double>(dev) : null;
+            IBackend<float>? be32 = f64 ? null : Common.Backend<float>(dev);
+            var checks = ks.Select(k => be64 is not null ? Invariance.Check(m, k, s, be64) : Invariance.Check(m, k, s, be32!)).ToList();
             double tol = f64 ? 1e-12 : 1e-5;
             bool ok = checks.All(c => !c.Symmetry || c.MaxRel < tol);
             if (r.GetValue(json))
@@ -108,7 +111,7 @@ static class GaugeCommand
             else
             {
                 string observed = a.EncoderOnly ? $"last hidden state{(HasPooler(a) ? " + pooler output" : "")}" : "log-probabilities";
-                Console.WriteLine($"{m.Describe()} · {(f64 ? "float64" : "float32")} on the CPU · {observed} on 4 random sequences{(a.HasTypes ? " (random token types, one padded key)" : "")} · seed {s}");
+                Console.WriteLine($"{m.Describe()} · {(f64 ? "float64" : "float32")} on {(be64 is not null ? be64.Name : be32!.Name)} · {observed} on 4 random sequences{(a.HasTypes ? " (random token types, one padded key)" : "")} · seed {s}");
                 Console.WriteLine($"{"kind",-10} {"weights moved",13} {"max_abs",10} {"max_rel",10} {"random same-norm",17}  verdict");
                 foreach (var c in checks)
                 {

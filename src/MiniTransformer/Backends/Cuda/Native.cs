@@ -46,8 +46,13 @@ public static class NativeLibraries
         return (IntPtr.Zero, null, string.Join(", ", tried));
     }
 
-    static (IntPtr, string) ProbeCuda() =>
-        NativeLibrary.TryLoad("libcuda.so.1", out var h) ? (h, "libcuda.so.1") : (IntPtr.Zero, "libcuda.so.1");
+    /// <summary><c>MT_CUDA_DRIVER</c> names a driver library to load instead of libcuda.so.1: the CPU emulator built by
+    /// <c>tools/cuda-emu/build.sh</c>, which runs the kernels on the host so the CUDA path can be checked without a GPU.</summary>
+    static (IntPtr, string) ProbeCuda()
+    {
+        string name = Environment.GetEnvironmentVariable("MT_CUDA_DRIVER") is { Length: > 0 } env ? env : "libcuda.so.1";
+        return NativeLibrary.TryLoad(name, out var h) ? (h, name) : (IntPtr.Zero, name);
+    }
 
     public static bool NvrtcAvailable => nvrtc.Value.Handle != IntPtr.Zero;
     public static string? NvrtcLibrary => nvrtc.Value.Name;
@@ -58,7 +63,8 @@ public static class NativeLibraries
         : $"NVRTC not found (tried {nvrtc.Value.Tried}; install libnvrtc, e.g. Debian non-free libnvrtc11.2 + libnvrtc-builtins11.8, or set MT_NVRTC=/path/libnvrtc.so.N)";
 
     public static string? CudaMissingReason => CudaDriverAvailable ? null
-        : "no CUDA driver (libcuda.so.1 not found: no NVIDIA GPU driver on this machine)";
+        : cuda.Value.Tried == "libcuda.so.1" ? "no CUDA driver (libcuda.so.1 not found: no NVIDIA GPU driver on this machine)"
+        : $"MT_CUDA_DRIVER={cuda.Value.Tried} could not be loaded";
 }
 
 /// <summary>A CUDA driver or NVRTC call that returned an error: names the call and the error.</summary>
