@@ -5,12 +5,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+kernels=${MT_KERNELS_DIR:-$root/kernels}   # the same variable points mt at edited kernel sources
 out=${1:-$here/out}
 CXX=${CXX:-g++}
 command -v "$CXX" >/dev/null || { echo "cuda-emu: $CXX not found (apt-get install g++)" >&2; exit 1; }
 mkdir -p "$out/gen"
 rm -f "$out"/gen/*
-for cu in "$root"/kernels/*.cu; do
+for cu in "$kernels"/*.cu; do
     base=$(basename "$cu" .cu)
     builds=(f32)
     grep -q 'KNAME(' "$cu" && builds+=(bf16)
@@ -19,9 +20,9 @@ for cu in "$root"/kernels/*.cu; do
         if [ "$b" = bf16 ]; then unit=${base}_bf16; defs+=(-DMT_BF16); label="$base.cu#bf16"; fi
         # Preprocess with the build's defines (kernel names expand through KNAME, #ifdef'd kernels drop out), then
         # make it C++: no extern "C" (each file gets its own namespace), dynamic shared memory from the runtime.
-        "$CXX" -E -x c++ -std=c++17 "${defs[@]}" -I"$root/kernels" "$cu" \
+        "$CXX" -E -x c++ -std=c++17 "${defs[@]}" -I"$kernels" "$cu" \
             | sed -e 's/extern "C"//g' \
-                  -e 's/extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_0-9]*\) \([A-Za-z_0-9]*\)\[\];/\2* \3 = (\2*)emu_dynamic_shared();/' \
+                  -e 's/extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_0-9]*\) \([A-Za-z_0-9]*\)\[\];/\2* \3 = (\2*)emu_dynamic_shared();/g' \
             > "$out/gen/$unit.ii"
         names=$(grep -oP '__global__\s+void\s+(__launch_bounds__\s*\([^)]*\)\s*)?\K\w+' "$out/gen/$unit.ii" || true)
         {

@@ -190,6 +190,18 @@ void startFiber(Fiber& f, int tid)
     f.sp = top;
 }
 
+// Which runnable thread resumes next (MT_CUDA_EMU_ORDER). "up" (the default) always resumes the lowest-numbered one,
+// so warp 0 runs ahead to its next __syncthreads while the others have not started: a missing barrier between a
+// shared-memory write and another warp's read (or between a read and the next overwrite) then yields wrong values.
+// "down" runs the highest-numbered first (a race in the other direction); "round" is round robin, closest to the
+// hardware's interleaving. Running the selftest under "up" and "down" exposes a missing barrier either way.
+enum class Order { Up, Down, Round };
+Order order = [] {
+    const char* e = std::getenv("MT_CUDA_EMU_ORDER");
+    std::string v = e ? e : "up";
+    return v == "down" ? Order::Down : v == "round" ? Order::Round : Order::Up;
+}();
+
 // Runs every thread of the current block to completion.
 void runBlock()
 {
@@ -205,33 +217,30 @@ void runBlock()
     }
     if (L.dynamicBytes) std::memset(L.dynamicShared.data(), 0xFF, L.dynamicBytes);
     for (int t = 0; t < n; t++) startFiber(fibers[t], t);
-    int done = 0;
+    auto runnable = [&](int t) { const Fiber& f = fibers[t]; return !f.done && !(f.waitGen && *f.waitGen == f.waitFor); };
+    int done = 0, last = n - 1;
     while (done < n && !L.failed)
     {
-        bool progress = false;
-        for (int t = 0; t < n && !L.failed; t++)
-        {
-            Fiber& f = fibers[t];
-            if (f.done || (f.waitGen && *f.waitGen == f.waitFor)) continue;
-            current = &f;
-            emu_threadIdx = {(unsigned)t % emu_blockDim.x, (unsigned)t / emu_blockDim.x % emu_blockDim.y,
-                             (unsigned)t / (emu_blockDim.x * emu_blockDim.y)};
-            emu_switch(&schedulerSp, f.sp);
-            progress = true;
-            if (f.done) done++;
-        }
-        if (!progress && !L.failed)
+        int pick = -1;
+        if (order == Order::Up) { for (int t = 0; t < n && pick < 0; t++) if (runnable(t)) pick = t; }
+        else if (order == Order::Down) { for (int t = n - 1; t >= 0 && pick < 0; t--) if (runnable(t)) pick = t; }
+        else for (int i = 1; i <= n && pick < 0; i++) if (runnable((last + i) % n)) pick = (last + i) % n;
+        if (pick < 0)
         {
             std::string who;
-            for (int t = 0; t < n; t++)
+            for (int t = 0; t < n && who.empty(); t++)
                 if (!fibers[t].done)
-                {
-                    bool atBlock = fibers[t].waitGen == &L.block.gen;
-                    who = format("thread %d waits at %s", t, atBlock ? "__syncthreads" : "a warp shuffle");
-                    break;
-                }
+                    who = format("thread %d waits at %s", t, fibers[t].waitGen == &L.block.gen ? "__syncthreads" : "a warp shuffle");
             fail(where(-1) + ": deadlock, " + who + " that other threads of the block never reach");
+            break;
         }
+        Fiber& f = fibers[pick];
+        current = &f;
+        emu_threadIdx = {(unsigned)pick % emu_blockDim.x, (unsigned)pick / emu_blockDim.x % emu_blockDim.y,
+                         (unsigned)pick / (emu_blockDim.x * emu_blockDim.y)};
+        emu_switch(&schedulerSp, f.sp);
+        last = pick;
+        if (f.done) done++;
     }
     current = nullptr;
 }
