@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Reflection;
 using System.Text.Json.Nodes;
 using MiniTransformer.Backends.Cuda;
 using Xunit.Abstractions;
@@ -20,7 +21,7 @@ public sealed class CudaEmulator : IDisposable
     {
         NativeLibraries.EnsureResolver();
         if (NativeLibraries.NvrtcMissingReason is { } why) return why;
-        if (FindRoot(AppContext.BaseDirectory) is null) return "tools/cuda-emu/build.sh not found above the test binaries (not run from a checkout)";
+        if (FindRoot(AppContext.BaseDirectory) is null) return "tools/cuda-emu/build.sh not found (neither above the test binaries nor at the recorded source root)";
         if (!OnPath("g++")) return "g++ not found: the CUDA emulator is compiled with it (apt-get install g++)";
         return null;
     }
@@ -66,11 +67,15 @@ public sealed class CudaEmulator : IDisposable
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
+    /// <summary>The checkout: above the test binaries, else the source root recorded at build time.</summary>
     static string? FindRoot(string dir)
     {
+        static bool Has(string d) => File.Exists(Path.Combine(d, "tools", "cuda-emu", "build.sh"));
         for (var d = new DirectoryInfo(dir); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "tools", "cuda-emu", "build.sh"))) return d.FullName;
-        return null;
+            if (Has(d.FullName)) return d.FullName;
+        string? recorded = typeof(CudaEmulator).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "SourceRoot")?.Value;
+        return recorded is not null && Has(recorded) ? recorded : null;
     }
 
     static bool OnPath(string exe) =>
@@ -114,7 +119,7 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
         foreach (var c in report["cases"]!.AsArray())
             output.WriteLine($"{(bool)c!["passed"]! switch { true => "PASS", false => "FAIL" }} {c["op"]} {c["case"]}: {(double?)c["error"]:E2} (tol {(double)c["tolerance"]!:E0}, {c["worst"]})");
         Assert.StartsWith("MiniTransformer CPU emulator", (string)report["device"]!);
-        Assert.Equal(CudaSelfTest.Cases().Count, report["cases"]!.AsArray().Count);
+        Assert.Equal(CudaSelfTest.Cases().Count(), report["cases"]!.AsArray().Count);
         Assert.Equal(0, (int)report["failed"]!);
         Assert.Equal(0, rc);
     }
