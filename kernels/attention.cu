@@ -2,9 +2,12 @@
 // Forward is flash-style: keys and values stream through shared memory in tiles of 32 with an online softmax, so no
 // T×T matrix is needed; it saves lse[B,NH,T] and, when att is not null, also writes the pattern [B,NH,T,T] (the op
 // set's analysis surface). Causal and/or key padding mask (1 keep, 0 pad); a row whose keys are all masked gives 0.
-// Backward (from the saved pattern) is three deterministic kernels: ds, then dq, then dk and dv.
-// Storage stor_t for y, qkv, the pattern, dy and dqkv (float32, or bf16 with -DMT_BF16: names _bf16); lse and the dS
-// scratch are float32; so is all arithmetic (shared-memory tiles included).
+// Backward is FlashAttention-2's, with no T×T matrix in global memory either: it recomputes P = exp(s·scale − lse)
+// tile by tile from q, k and the saved lse, and needs D = rowsum(dy ∘ y) (a pre-kernel) for the softmax backward. It
+// is deterministic (no atomics): one block per key tile accumulates dK and dV over the query tiles, one block per
+// query tile accumulates dQ over the key tiles (so S and dP are computed twice, once in each).
+// Storage stor_t for y, qkv, the pattern, dy and dqkv (float32, or bf16 with -DMT_BF16: names _bf16); lse and D are
+// float32; so is all arithmetic (shared-memory tiles included).
 #include "common.cuh"
 
 #define ATT_ROWS 4        /* query rows per block: one warp each */
@@ -111,72 +114,301 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(attention_fwd)(stor_t* _
     }
 }
 
-// ds[b,h,t,:] = p ⊙ (dp − Σ p·dp)·scale with dp[t2] = dy[t]·v[t2]. One warp per (b, h, t); block 32·ATT_ROWS.
-extern "C" __global__ void KNAME(attention_bwd_ds)(float* __restrict__ ds, const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv,
-    const stor_t* __restrict__ att, int B, int T, int C, int NH)
+// ---------------------------------------------------------------- backward
+// With s = q·k·scale (scale = 1/√hs), P = softmax(s) per row, y = P·v and dP = dy·vᵀ:
+//   dV = Pᵀ·dY,  dS = P ∘ (dP − D) with D_t = Σ_j P_tj·dP_tj = Σ_j P_tj (dy_t·v_j) = dy_t·y_t,
+//   dQ = dS·K·scale,  dK = dSᵀ·Q·scale.
+// P_tj = exp(s_tj − lse_t) where key j is allowed for query t (the forward's att_key_ok), else 0; a row whose keys
+// are all masked has lse = −∞ and P = 0, so it contributes nothing (its y is 0 and so is its D).
+
+// D[b,h,t] = Σ_d dy[b,t,h,d]·y[b,t,h,d]. One warp per (b, h, t); grid (ceil(T / ATT_ROWS), B·NH), block 32·ATT_ROWS.
+extern "C" __global__ void KNAME(attention_bwd_delta)(float* __restrict__ delta, const stor_t* __restrict__ dy,
+    const stor_t* __restrict__ y, int B, int T, int C, int NH)
 {
-    int hs = C / NH, C3 = 3 * C;
-    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    int hs = C / NH, bh = blockIdx.y, b = bh / NH, h = bh % NH;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int t = blockIdx.x * ATT_ROWS + warp;
-    if (t >= T) return;
-    const stor_t* p = att + ((long long)bh * T + t) * T;
-    const stor_t* dyr = dy + ((long long)b * T + t) * C + h * hs;
-    float* dsr = ds + ((long long)bh * T + t) * T;
-    float pdp = 0.0f;
-    for (int key = lane; key < T; key += 32)
-    {
-        float dp = 0.0f, pk = ld(p + key);
-        if (pk != 0.0f)
-        {
-            const stor_t* vr = qkv + ((long long)b * T + key) * C3 + 2 * C + h * hs;
-            for (int d = 0; d < hs; d++) dp = fmaf(ld(dyr + d), ld(vr + d), dp);
-        }
-        dsr[key] = dp;
-        pdp += pk * dp;
-    }
-    pdp = warp_sum(pdp);
-    float scale = rsqrtf((float)hs);
-    for (int key = lane; key < T; key += 32) dsr[key] = ld(p + key) * (dsr[key] - pdp) * scale;
-}
-
-// dq[b,t,h,:] += Σ_t2 ds[b,h,t,t2]·k[b,t2,h,:]. One thread per (b, t, c) with c = h·hs + d.
-extern "C" __global__ void KNAME(attention_bwd_dq)(stor_t* __restrict__ dqkv, const float* __restrict__ ds, const stor_t* __restrict__ qkv,
-    int B, int T, int C, int NH)
-{
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)B * T * C) return;
-    int hs = C / NH, C3 = 3 * C;
-    int c = (int)(i % C), h = c / hs;
-    long long bt = i / C;
-    int b = (int)(bt / T), t = (int)(bt % T);
-    const float* dsr = ds + (((long long)b * NH + h) * T + t) * T;
-    const stor_t* kc = qkv + (long long)b * T * C3 + C + c;
     float s = 0.0f;
-    for (int t2 = 0; t2 < T; t2++) s = fmaf(dsr[t2], ld(kc + (long long)t2 * C3), s);
-    add_to(dqkv + bt * C3 + c, s);
+    if (t < T)
+    {
+        long long o = ((long long)b * T + t) * C + h * hs;
+        for (int d = lane; d < hs; d += 32) s = fmaf(ld(dy + o + d), ld(y + o + d), s);
+    }
+    s = warp_sum(s);   // every lane of the warp takes part (t is the same for the whole warp)
+    if (t < T && lane == 0) delta[(long long)bh * T + t] = s;
 }
 
-// dk[b,t2,h,:] += Σ_t ds[b,h,t,t2]·q[b,t,h,:];  dv[b,t2,h,:] += Σ_t p[b,h,t,t2]·dy[b,t,h,:]. One thread per (b, t2, c).
-extern "C" __global__ void KNAME(attention_bwd_dkdv)(stor_t* __restrict__ dqkv, const float* __restrict__ ds, const stor_t* __restrict__ att,
-    const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, int B, int T, int C, int NH)
+// The tiled kernels, per head-size bound HM (hs ≤ HM; 32, 64 or 128) with BT queries and BT keys per tile (64, or 32
+// for HM 128), 256 threads. Shared memory (floats): four BT×(HM+1) tiles (k, v, q, dy; columns hs…HM−1 and rows past T
+// are zeros; the odd row length keeps column reads free of bank conflicts), one BT×(BT+16) tile for P or dS, and BT
+// each of lse, D and the key flags: (4·BT·(HM+1) + BT·(BT+16) + 3·BT)·4 bytes, ≤ 86 KB (sm_80+ allow ≥ 99 KB).
+// Two thread layouts:
+//   score layout (S and dP, BT×BT): thread (ty, tx) = (tid / 16, tid % 16) holds rows ty + 16a, columns tx + 16b;
+//   output layout (dK, dV or dQ, BT×HM): thread (og, dg) = (tid / DG, tid % DG), DG = 256 / (BT/4), holds rows
+//   og + (BT/4)·i (i < 4) and columns dg + DG·j (j < NJ = HM / DG).
+#define ATB_THREADS 256
+
+template <int HM, int BT>
+struct AttBwd
 {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)B * T * C) return;
-    int hs = C / NH, C3 = 3 * C;
-    int c = (int)(i % C), h = c / hs;
-    long long bt = i / C;
-    int b = (int)(bt / T), t2 = (int)(bt % T);
-    long long plane = ((long long)b * NH + h) * T * T;
-    const stor_t* qc = qkv + (long long)b * T * C3 + c;
-    const stor_t* dyc = dy + (long long)b * T * C + c;
-    float sk = 0.0f, sv = 0.0f;
-    for (int t = 0; t < T; t++)
+    static constexpr int LD = HM + 1;                 // row length of the k, v, q, dy tiles
+    static constexpr int LDP = BT + 16;               // row length of the P / dS tile
+    static constexpr int N = BT / 16;                 // score layout: N×N per thread
+    static constexpr int G = BT / 4;                  // output layout: row groups
+    static constexpr int DG = ATB_THREADS / G;        // ... and threads per row group
+    static constexpr int NJ = HM / DG;                // ... columns per thread
+    static_assert(BT % 16 == 0 && ATB_THREADS % G == 0 && HM % DG == 0, "tile shape");
+
+    // Rows row0 … row0+BT−1 of a [T, hs] slice (row stride `stride`) into a BT×LD tile; zeros past T and past hs.
+    static __device__ __forceinline__ void load(float* dst, const stor_t* src, long long stride, int row0, int T, int hs)
     {
-        long long pi = plane + (long long)t * T + t2;
-        sk = fmaf(ds[pi], ld(qc + (long long)t * C3), sk);
-        sv = fmaf(ld(att + pi), ld(dyc + (long long)t * C), sv);
+        for (int e = threadIdx.x; e < BT * HM; e += ATB_THREADS)
+        {
+            int r = e / HM, d = e % HM, t = row0 + r;
+            dst[r * LD + d] = (t < T && d < hs) ? ld(src + (long long)t * stride + d) : 0.0f;
+        }
     }
-    add_to(dqkv + bt * C3 + C + c, sk);
-    add_to(dqkv + bt * C3 + 2 * C + c, sv);
+
+    // s[a][b] = Σ_{d<hs} A[ty+16a][d]·Bm[tx+16b][d] (score layout).
+    static __device__ __forceinline__ void dots(float (&s)[N][N], const float* A, const float* Bm, int hs, int ty, int tx)
+    {
+        #pragma unroll
+        for (int a = 0; a < N; a++)
+            #pragma unroll
+            for (int b = 0; b < N; b++) s[a][b] = 0.0f;
+        #pragma unroll 4
+        for (int d = 0; d < hs; d++)
+        {
+            float av[N], bv[N];
+            #pragma unroll
+            for (int i = 0; i < N; i++) { av[i] = A[(ty + 16 * i) * LD + d]; bv[i] = Bm[(tx + 16 * i) * LD + d]; }
+            #pragma unroll
+            for (int a = 0; a < N; a++)
+                #pragma unroll
+                for (int b = 0; b < N; b++) s[a][b] = fmaf(av[a], bv[b], s[a][b]);
+        }
+    }
+
+    // P and dS of the (query tile t0, key tile j0) block, score layout: p = exp(s·scale − lse) where allowed, else 0;
+    // ds = p·(dp − D). Reads the q, k, dy, v tiles, lse and D of the rows, and the key flags (1: key < T and kept).
+    static __device__ __forceinline__ void scores(float (&p)[N][N], float (&ds)[N][N], const float* Qs, const float* Ks,
+        const float* dYs, const float* Vs, const float* Ls, const float* Ds, const float* okS, int t0, int j0, int causal,
+        float scale, int hs, int ty, int tx)
+    {
+        dots(p, Qs, Ks, hs, ty, tx);
+        dots(ds, dYs, Vs, hs, ty, tx);
+        #pragma unroll
+        for (int a = 0; a < N; a++)
+            #pragma unroll
+            for (int b = 0; b < N; b++)
+            {
+                int r = ty + 16 * a, c = tx + 16 * b;
+                float L = Ls[r];
+                bool ok = okS[c] != 0.0f && L != NEG_INF && (!causal || j0 + c <= t0 + r);
+                float pv = ok ? expf(p[a][b] * scale - L) : 0.0f;
+                p[a][b] = pv;
+                ds[a][b] = pv * (ds[a][b] - Ds[r]);
+            }
+    }
+
+    static __device__ __forceinline__ void store(float* PdS, const float (&v)[N][N], int ty, int tx)
+    {
+        #pragma unroll
+        for (int a = 0; a < N; a++)
+            #pragma unroll
+            for (int b = 0; b < N; b++) PdS[(ty + 16 * a) * LDP + tx + 16 * b] = v[a][b];
+    }
+
+    // lse and D of rows t0 … t0+BT−1 (−∞ and 0 past T).
+    static __device__ __forceinline__ void rowStats(float* Ls, float* Ds, const float* lse, const float* delta, long long bhT, int t0, int T)
+    {
+        for (int r = threadIdx.x; r < BT; r += ATB_THREADS)
+        {
+            int t = t0 + r;
+            Ls[r] = t < T ? lse[bhT + t] : NEG_INF;
+            Ds[r] = t < T ? delta[bhT + t] : 0.0f;
+        }
+    }
+
+    // Flags of keys j0 … j0+BT−1: 1 when the key exists and is kept by the padding mask (causality is per query).
+    static __device__ __forceinline__ void keyFlags(float* okS, const int* mask, int b, int j0, int T)
+    {
+        for (int c = threadIdx.x; c < BT; c += ATB_THREADS)
+        {
+            int j = j0 + c;
+            okS[c] = j < T && (mask == 0 || mask[b * T + j] != 0) ? 1.0f : 0.0f;
+        }
+    }
+
+    // One block per (key tile, b·h): dV = Σ over query tiles of Pᵀ·dY, dK = Σ dSᵀ·Q·scale; added into dqkv's k and v.
+    static __device__ __forceinline__ void dkdv(float* sm, stor_t* __restrict__ dqkv, const stor_t* __restrict__ dy,
+        const stor_t* __restrict__ qkv, const float* __restrict__ lse, const float* __restrict__ delta,
+        const int* __restrict__ mask, int T, int C, int NH, int causal)
+    {
+        float* Ks = sm;  float* Vs = Ks + BT * LD;  float* Qs = Vs + BT * LD;  float* dYs = Qs + BT * LD;
+        float* PdS = dYs + BT * LD;  float* Ls = PdS + BT * LDP;  float* Ds = Ls + BT;  float* okS = Ds + BT;
+        int hs = C / NH, C3 = 3 * C, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+        int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, og = tid / DG, dg = tid % DG;
+        int j0 = blockIdx.x * BT;
+        float scale = rsqrtf((float)hs);
+        const stor_t* q = qkv + (long long)b * T * C3 + h * hs;   // row t at q + t·C3; k at +C, v at +2C
+        const stor_t* dyh = dy + (long long)b * T * C + h * hs;
+        load(Ks, q + C, C3, j0, T, hs);
+        load(Vs, q + 2 * C, C3, j0, T, hs);
+        keyFlags(okS, mask, b, j0, T);
+        __syncthreads();
+        bool any = false;
+        for (int c = 0; c < BT; c++) any |= okS[c] != 0.0f;
+        if (!any) return;   // the whole block: every key of the tile padded, so dK = dV = 0
+
+        float dK[4][NJ], dV[4][NJ];
+        #pragma unroll
+        for (int i = 0; i < 4; i++)
+            #pragma unroll
+            for (int j = 0; j < NJ; j++) { dK[i][j] = 0.0f; dV[i][j] = 0.0f; }
+
+        // causal: queries before j0 see none of these keys (and j0 is a multiple of BT, a query tile's start)
+        for (int t0 = causal ? j0 : 0; t0 < T; t0 += BT)
+        {
+            __syncthreads();   // the last step's readers of Qs, dYs and PdS are done
+            load(Qs, q, C3, t0, T, hs);
+            load(dYs, dyh, C, t0, T, hs);
+            rowStats(Ls, Ds, lse, delta, (long long)bh * T, t0, T);
+            __syncthreads();
+            float p[N][N], ds[N][N];
+            scores(p, ds, Qs, Ks, dYs, Vs, Ls, Ds, okS, t0, j0, causal, scale, hs, ty, tx);
+            store(PdS, p, ty, tx);
+            __syncthreads();
+            for (int r = 0; r < BT; r++)   // dV[c][d] += Σ_r P[r][c]·dY[r][d]
+            {
+                float pv[4], yv[NJ];
+                #pragma unroll
+                for (int i = 0; i < 4; i++) pv[i] = PdS[r * LDP + og + G * i];
+                #pragma unroll
+                for (int j = 0; j < NJ; j++) yv[j] = dYs[r * LD + dg + DG * j];
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                    #pragma unroll
+                    for (int j = 0; j < NJ; j++) dV[i][j] = fmaf(pv[i], yv[j], dV[i][j]);
+            }
+            __syncthreads();
+            store(PdS, ds, ty, tx);
+            __syncthreads();
+            for (int r = 0; r < BT; r++)   // dK[c][d] += Σ_r dS[r][c]·Q[r][d]
+            {
+                float sv[4], qv[NJ];
+                #pragma unroll
+                for (int i = 0; i < 4; i++) sv[i] = PdS[r * LDP + og + G * i];
+                #pragma unroll
+                for (int j = 0; j < NJ; j++) qv[j] = Qs[r * LD + dg + DG * j];
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                    #pragma unroll
+                    for (int j = 0; j < NJ; j++) dK[i][j] = fmaf(sv[i], qv[j], dK[i][j]);
+            }
+        }
+        #pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            int j = j0 + og + G * i;
+            if (j >= T) continue;
+            stor_t* row = dqkv + ((long long)b * T + j) * C3 + h * hs;
+            #pragma unroll
+            for (int jj = 0; jj < NJ; jj++)
+            {
+                int d = dg + DG * jj;
+                if (d < hs) { add_to(row + C + d, dK[i][jj] * scale); add_to(row + 2 * C + d, dV[i][jj]); }
+            }
+        }
+    }
+
+    // One block per (query tile, b·h): dQ = Σ over key tiles of dS·K·scale; added into dqkv's q.
+    static __device__ __forceinline__ void dq(float* sm, stor_t* __restrict__ dqkv, const stor_t* __restrict__ dy,
+        const stor_t* __restrict__ qkv, const float* __restrict__ lse, const float* __restrict__ delta,
+        const int* __restrict__ mask, int T, int C, int NH, int causal)
+    {
+        float* Ks = sm;  float* Vs = Ks + BT * LD;  float* Qs = Vs + BT * LD;  float* dYs = Qs + BT * LD;
+        float* PdS = dYs + BT * LD;  float* Ls = PdS + BT * LDP;  float* Ds = Ls + BT;  float* okS = Ds + BT;
+        int hs = C / NH, C3 = 3 * C, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+        int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, og = tid / DG, dg = tid % DG;
+        int t0 = (gridDim.x - 1 - blockIdx.x) * BT;   // causal: the longest rows first
+        float scale = rsqrtf((float)hs);
+        const stor_t* q = qkv + (long long)b * T * C3 + h * hs;
+        load(Qs, q, C3, t0, T, hs);
+        load(dYs, dy + (long long)b * T * C + h * hs, C, t0, T, hs);
+        rowStats(Ls, Ds, lse, delta, (long long)bh * T, t0, T);
+        __syncthreads();
+        bool any = false;
+        for (int r = 0; r < BT; r++) any |= Ls[r] != NEG_INF;
+        if (!any) return;   // the whole block: every row fully masked (or past T), so dQ = 0
+
+        float dQ[4][NJ];
+        #pragma unroll
+        for (int i = 0; i < 4; i++)
+            #pragma unroll
+            for (int j = 0; j < NJ; j++) dQ[i][j] = 0.0f;
+
+        int kEnd = causal ? min(T, t0 + BT) : T;
+        for (int j0 = 0; j0 < kEnd; j0 += BT)
+        {
+            __syncthreads();   // the last step's readers of Ks, Vs, PdS and okS are done
+            load(Ks, q + C, C3, j0, T, hs);
+            load(Vs, q + 2 * C, C3, j0, T, hs);
+            keyFlags(okS, mask, b, j0, T);
+            __syncthreads();
+            any = false;
+            for (int c = 0; c < BT; c++) any |= okS[c] != 0.0f;
+            if (!any) continue;   // the whole block: a tile of padded keys adds nothing
+            float p[N][N], ds[N][N];
+            scores(p, ds, Qs, Ks, dYs, Vs, Ls, Ds, okS, t0, j0, causal, scale, hs, ty, tx);
+            store(PdS, ds, ty, tx);
+            __syncthreads();
+            for (int c = 0; c < BT; c++)   // dQ[r][d] += Σ_c dS[r][c]·K[c][d]
+            {
+                float sv[4], kv[NJ];
+                #pragma unroll
+                for (int i = 0; i < 4; i++) sv[i] = PdS[(og + G * i) * LDP + c];
+                #pragma unroll
+                for (int j = 0; j < NJ; j++) kv[j] = Ks[c * LD + dg + DG * j];
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                    #pragma unroll
+                    for (int j = 0; j < NJ; j++) dQ[i][j] = fmaf(sv[i], kv[j], dQ[i][j]);
+            }
+        }
+        #pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            int t = t0 + og + G * i;
+            if (t >= T) continue;
+            stor_t* row = dqkv + ((long long)b * T + t) * C3 + h * hs;
+            #pragma unroll
+            for (int jj = 0; jj < NJ; jj++)
+            {
+                int d = dg + DG * jj;
+                if (d < hs) add_to(row + d, dQ[i][jj] * scale);
+            }
+        }
+    }
+};
+
+// grid (ceil(T / BT), B·NH), block ATB_THREADS, dynamic shared memory as above. dqkv accumulates (+=).
+#define ATT_BWD_KERNELS(HM, BT)                                                                                          \
+extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_bwd_dkdv_##HM)(stor_t* __restrict__ dqkv,     \
+    const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, const float* __restrict__ lse,                        \
+    const float* __restrict__ delta, const int* __restrict__ mask, int B, int T, int C, int NH, int causal)              \
+{                                                                                                                        \
+    extern __shared__ float sm[];                                                                                        \
+    AttBwd<HM, BT>::dkdv(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                         \
+}                                                                                                                        \
+extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_bwd_dq_##HM)(stor_t* __restrict__ dqkv,       \
+    const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, const float* __restrict__ lse,                        \
+    const float* __restrict__ delta, const int* __restrict__ mask, int B, int T, int C, int NH, int causal)              \
+{                                                                                                                        \
+    extern __shared__ float sm[];                                                                                        \
+    AttBwd<HM, BT>::dq(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                           \
 }
+
+ATT_BWD_KERNELS(32, 64)
+ATT_BWD_KERNELS(64, 64)
+ATT_BWD_KERNELS(128, 32)

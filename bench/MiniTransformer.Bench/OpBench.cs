@@ -27,7 +27,7 @@ public abstract class OpBenchBase<F> where F : unmanaged, IFloatingPointIeee754<
 
     Tensor<F> x = null!, y = null!, dy = null!, dx = null!, g = null!, b = null!, dg = null!, db = null!, mean = null!, rstd = null!;
     Tensor<F> h = null!, hy = null!, hdy = null!, hdx = null!;
-    Tensor<F> qkv = null!, att = null!, att2 = null!, z = null!, dz = null!, dqkv = null!;
+    Tensor<F> qkv = null!, att = null!, att2 = null!, attLse = null!, z = null!, dz = null!, dqkv = null!;
     Tensor<F> logits = null!, lse = null!, dlogits = null!, wte = null!, dwte = null!;
     Tensor<F> wfc = null!, bfc = null!, dwfc = null!, dbfc = null!;
     Tensor<F> p = null!, pg = null!, pm = null!, pv = null!;
@@ -48,13 +48,13 @@ public abstract class OpBenchBase<F> where F : unmanaged, IFloatingPointIeee754<
         x = R(1, N, C); y = new(N, C); dy = R(1, N, C); dx = new(N, C); g = R(1, C); b = R(1, C); dg = new(C); db = new(C);
         mean = new(N); rstd = new(N);
         h = R(3, N, Ffn); hy = new(N, Ffn); hdy = R(1, N, Ffn); hdx = new(N, Ffn);
-        qkv = R(1, B, T, 3 * C); att = new(B, NH, T, T); att2 = new(B, NH, T, T); z = new(B, T, C); dz = R(1, B, T, C); dqkv = new(B, T, 3 * C);
+        qkv = R(1, B, T, 3 * C); att = new(B, NH, T, T); att2 = new(B, NH, T, T); attLse = new(B, NH, T); z = new(B, T, C); dz = R(1, B, T, C); dqkv = new(B, T, 3 * C);
         logits = R(4, N, V); lse = new(N); dlogits = new(N, V); wte = R(0.02, V, C); dwte = new(V, C);
         wfc = R(0.02, C, Ffn); bfc = R(0.02, Ffn); dwfc = new(C, Ffn); dbfc = new(Ffn);
         p = R(0.02, 7 * 1024 * 1024); pg = R(1e-3, p.Length); pm = new(p.Length); pv = new(p.Length);
         targets = [.. Enumerable.Range(0, N).Select(_ => rng.Next(V))];
         Ops.LayerNormForward(y, mean, rstd, x, g, b, N, C, 1e-5);
-        Ops.AttentionForward(z, att, qkv, default, B, T, C, NH, causal: true);
+        Ops.AttentionForward(z, att, attLse, qkv, default, B, T, C, NH, causal: true);
         Ops.CrossEntropyForward(lse, logits, targets, N, V);
     }
 
@@ -63,10 +63,10 @@ public abstract class OpBenchBase<F> where F : unmanaged, IFloatingPointIeee754<
     [Benchmark] public void ResidualLayerNormForward() => Ops.ResidualLayerNormForward(dx, y, mean, rstd, x, dy, g, b, N, C, 1e-5);
     [Benchmark] public void GeluForward() => Ops.GeluForward(hy, h, N * Ffn, GeluForm.Tanh);
     [Benchmark] public void GeluBackward() => Ops.GeluBackward(hdx, hdy, h, N * Ffn, GeluForm.Tanh);
-    [Benchmark] public void AttentionForward() => Ops.AttentionForward(z, att, qkv, default, B, T, C, NH, causal: true);
-    [Benchmark] public void AttentionBackward() => Ops.AttentionBackward(dqkv, dz, qkv, att, B, T, C, NH);
+    [Benchmark] public void AttentionForward() => Ops.AttentionForward(z, att, attLse, qkv, default, B, T, C, NH, causal: true);
+    [Benchmark] public void AttentionBackward() => Ops.AttentionBackward(dqkv, dz, qkv, z, att, attLse, default, B, T, C, NH, causal: true);
     /// <summary>The same shapes without the causal mask: every score computed (the causal forward skips the upper triangle).</summary>
-    [Benchmark] public void AttentionForwardBidirectional() => Ops.AttentionForward(z, att2, qkv, default, B, T, C, NH, causal: false);
+    [Benchmark] public void AttentionForwardBidirectional() => Ops.AttentionForward(z, att2, attLse, qkv, default, B, T, C, NH, causal: false);
     /// <summary>The check Optimizer.ZeroGrad makes after a fused update: one read over 7.3M zero gradients.</summary>
     [Benchmark] public bool GradientsAreZero() => CpuBackend<F>.IsZero(pm);
     [Benchmark] public double CrossEntropyForward() => Ops.CrossEntropyForward(lse, logits, targets, N, V).LossSum;

@@ -268,12 +268,13 @@ static class BenchCommand
             res.Add(("gelu", Time(() => { ops.GeluForward(y, x, n, GeluForm.Tanh); ops.GeluBackward(dx, dy, x, n, GeluForm.Tanh); })));
         }
         {
-            var qkv = Rand(1, B, T, 3 * C); var y = new Tensor<F>(B, T, C); var att = new Tensor<F>(B, NH, T, T);
+            var qkv = Rand(1, B, T, 3 * C); var y = new Tensor<F>(B, T, C); var lse = new Tensor<F>(B, NH, T);
+            var att = ops.AttentionBackwardReadsPattern ? new Tensor<F>(B, NH, T, T) : null;   // as training does
             var dy = Rand(1, B, T, C); var dqkv = new Tensor<F>(B, T, 3 * C);
             res.Add(("attention", Time(() =>
             {
-                ops.AttentionForward(y, att, qkv, default, B, T, C, NH, causal: true);
-                ops.AttentionBackward(dqkv, dy, qkv, att, B, T, C, NH);
+                ops.AttentionForward(y, att, lse, qkv, default, B, T, C, NH, causal: true);
+                ops.AttentionBackward(dqkv, dy, qkv, y, att, lse, default, B, T, C, NH, causal: true);
             })));
         }
         var W = Rand(0.02, V, C);

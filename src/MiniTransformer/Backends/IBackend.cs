@@ -54,12 +54,21 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
     void MatmulBackward(Tensor<F>? dx, Tensor<F> dW, Tensor<F>? db, Tensor<F> dy, Tensor<F> x, Tensor<F> w,
         int N, int K, int M, WeightLayout layout);
 
-    // ---- attention over packed qkv [B,F,3C] (q | k | v, heads contiguous within each) ----
-    // att [B,NH,F,F] keeps the probabilities (the attention pattern) for backward and analysis.
-    // keyMask [B,F] (1 keep, 0 pad) may be empty; causal masks keys after the query.
-    void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
+    // ---- attention over packed qkv [B,T,3C] (q | k | v, heads contiguous within each) ----
+    // keyMask [B,T] (1 keep, 0 pad) may be empty; causal masks keys after the query; a query row whose keys are all
+    // masked gives 0. Forward writes y [B,T,C], lse [B,NH,T] (log Σ exp of each row's scaled scores; −∞ for a row with
+    // every key masked) and, when att is not null, the probabilities (the attention pattern) [B,NH,T,T]. Backward takes
+    // what forward saved: y, lse, and att where AttentionBackwardReadsPattern (else it may be null), with the same mask
+    // and causal flag.
+    void AttentionForward(Tensor<F> y, Tensor<F>? att, Tensor<F> lse, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
         int B, int T, int C, int NH, bool causal);
-    void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH);
+    void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> y, Tensor<F>? att, Tensor<F> lse,
+        ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal);
+    /// <summary>
+    /// Whether <see cref="AttentionBackward"/> reads the saved pattern (the CPU backend). False: it recomputes the
+    /// probabilities from qkv and lse (CUDA, flash-style), so a training forward need not write the pattern at all.
+    /// </summary>
+    bool AttentionBackwardReadsPattern => true;
 
     // ---- gelu ----
     void GeluForward(Tensor<F> y, Tensor<F> x, int n, GeluForm form);

@@ -52,14 +52,20 @@ public sealed class ProfilingBackend<F>(IBackend<F> inner) : IBackend<F> where F
     public void MatmulBackward(Tensor<F>? dx, Tensor<F> dW, Tensor<F>? db, Tensor<F> dy, Tensor<F> x, Tensor<F> w, int N, int K, int M, WeightLayout layout) =>
         Time($"matmul.bwd {N}x{K}x{M}", () => inner.MatmulBackward(dx, dW, db, dy, x, w, N, K, M, layout));
 
-    public void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal)
+    public void AttentionForward(Tensor<F> y, Tensor<F>? att, Tensor<F> lse, Tensor<F> qkv, ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal)
     {
         int[] m = keyMask.ToArray();
-        Time("attention.fwd", () => inner.AttentionForward(y, att, qkv, m, B, T, C, NH, causal));
+        Time("attention.fwd", () => inner.AttentionForward(y, att, lse, qkv, m, B, T, C, NH, causal));
     }
 
-    public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH) =>
-        Time("attention.bwd", () => inner.AttentionBackward(dqkv, dy, qkv, att, B, T, C, NH));
+    public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> y, Tensor<F>? att, Tensor<F> lse,
+        ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal)
+    {
+        int[] m = keyMask.ToArray();
+        Time("attention.bwd", () => inner.AttentionBackward(dqkv, dy, qkv, y, att, lse, m, B, T, C, NH, causal));
+    }
+
+    public bool AttentionBackwardReadsPattern => inner.AttentionBackwardReadsPattern;
 
     public void GeluForward(Tensor<F> y, Tensor<F> x, int n, GeluForm form) => Time("gelu.fwd", () => inner.GeluForward(y, x, n, form));
     public void GeluBackward(Tensor<F> dx, Tensor<F> dy, Tensor<F> x, int n, GeluForm form) => Time("gelu.bwd", () => inner.GeluBackward(dx, dy, x, n, form));

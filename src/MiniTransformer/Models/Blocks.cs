@@ -39,19 +39,42 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
     /// <summary>Stochastic symmetry-breaking biases (null: none, the standard block).</summary>
     public AttentionBiases<F>? Biases { get; set; }
 
-    // Saved activations (the analysis surface): qkv [B,T,3C], pattern [B,NH,T,T], z [B,T,C] (heads concatenated), y [B,T,C].
+    // Saved activations (the analysis surface): qkv [B,T,3C], pattern [B,NH,T,T], z [B,T,C] (heads concatenated), y [B,T,C];
+    // for the backward also lse [B,NH,T] and the key mask.
     public Tensor<F> Qkv { get; private set; } = new(0);
-    public Tensor<F> Pattern { get; private set; } = new(0);
     public Tensor<F> Z { get; private set; } = new(0);
     public Tensor<F> Y { get; private set; } = new(0);
+    /// <summary>Log-sum-exp of each attention row's scaled scores [B,NH,T] (saved by the forward for the backward).</summary>
+    public Tensor<F> Lse { get; private set; } = new(0);
     Tensor<F> dQkv = new(0), dZ = new(0);
+    Tensor<F>? pattern;
+    bool patternCurrent;
+    int[] savedMask = [];
+
+    /// <summary>
+    /// The attention probabilities of the last forward [B,NH,T,T]. A backend whose backward does not read them (CUDA)
+    /// has the forward skip them, so they are computed here on first access after each forward (the same forward again,
+    /// which rewrites z and lse with the same values), and take no memory until first asked for.
+    /// </summary>
+    public Tensor<F> Pattern
+    {
+        get
+        {
+            if (B == 0) return new(0);
+            if (patternCurrent) return pattern!;
+            pattern ??= new(B, NH, T, T);
+            ops.AttentionForward(Z, pattern, Lse, Qkv, savedMask, B, T, C, NH, causal);
+            patternCurrent = true;
+            return pattern;
+        }
+    }
 
     void Ensure(int b, int t)
     {
         if (b == B && t == T) return;
         B = b; T = t;
-        int N = B * T;
-        Qkv = new(B, T, 3 * C); Pattern = new(B, NH, T, T); Z = new(B, T, C); Y = new(B, T, C);
+        Qkv = new(B, T, 3 * C); Z = new(B, T, C); Y = new(B, T, C); Lse = new(B, NH, T);
+        pattern = null; patternCurrent = false;
         dQkv = new(B, T, 3 * C); dZ = new(B, T, C);
     }
 
@@ -62,7 +85,12 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
         if (Projection is null) ops.MatmulForward(Qkv, x, Wqkv.Value, Bqkv.Value, N, C, 3 * C, layout);
         else Projection.Forward(Qkv, x, N);   // gauge-fixed: identity blocks skipped
         Biases?.Apply(Qkv, N, C, NH);   // symmetry breaking: q ← q + b_Q, v ← v + b_V (unlearned; backward unchanged)
-        ops.AttentionForward(Z, Pattern, Qkv, keyMask, B, T, C, NH, causal);
+        if (savedMask.Length != keyMask.Length) savedMask = new int[keyMask.Length];
+        keyMask.CopyTo(savedMask);   // for the backward (and a later pattern)
+        // The pattern only where the backward reads it; else Pattern computes it on demand.
+        patternCurrent = ops.AttentionBackwardReadsPattern;
+        if (patternCurrent) pattern ??= new(B, NH, T, T);
+        ops.AttentionForward(Z, patternCurrent ? pattern : null, Lse, Qkv, keyMask, B, T, C, NH, causal);
         ops.MatmulForward(Y, Z, Wo.Value, Bo.Value, N, C, C, layout);
         return Y;
     }
@@ -82,7 +110,7 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
         int N = B * T;
         dZ.Clear(); dQkv.Clear();
         ops.MatmulBackward(dZ, Wo.Grad, Bo.Grad, dY, Z, Wo.Value, N, C, C, layout);
-        ops.AttentionBackward(dQkv, dZ, Qkv, Pattern, B, T, C, NH);
+        ops.AttentionBackward(dQkv, dZ, Qkv, Z, ops.AttentionBackwardReadsPattern ? Pattern : null, Lse, savedMask, B, T, C, NH, causal);
         if (Projection is null) ops.MatmulBackward(dx, Wqkv.Grad, Bqkv.Grad, dQkv, x, Wqkv.Value, N, C, 3 * C, layout);
         else Projection.Backward(dx, dQkv, x, N);
     }

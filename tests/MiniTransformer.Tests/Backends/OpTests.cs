@@ -499,7 +499,8 @@ sealed class AttentionCase : OpCase
         var qkv = Tn<F>(inp["qkv"], B, T, 3 * C);
         var y = Nan<F>(B, T, C);
         var att = Nan<F>(B, NH, T, T);
-        be.AttentionForward(y, att, qkv, Mask, B, T, C, NH, causal);
+        var lse = Nan<F>(B, NH, T);
+        be.AttentionForward(y, att, lse, qkv, Mask, B, T, C, NH, causal);
         var r = new OpResult { Objective = Terms(w, y) };
         r.Outputs["y"] = D(y);
         r.Outputs["att"] = D(att);
@@ -507,7 +508,7 @@ sealed class AttentionCase : OpCase
         {
             var dqkv = Zeros<F>(B, T, 3 * C);
             var dy = Tn<F>(w, B, T, C);
-            for (int i = 0; i < backwardCalls; i++) be.AttentionBackward(dqkv, dy, qkv, att, B, T, C, NH);
+            for (int i = 0; i < backwardCalls; i++) be.AttentionBackward(dqkv, dy, qkv, y, att, lse, Mask, B, T, C, NH, causal);
             r.Grads["qkv"] = D(dqkv);
         }
         return r;

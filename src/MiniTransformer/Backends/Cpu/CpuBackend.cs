@@ -217,11 +217,12 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
     // Per (batch, head): the three products are small GEMMs on strided views of qkv (no copies):
     // S = Q·Kᵀ written straight into the pattern buffer, softmax in place, Y = P·V; backward dP = dY·Vᵀ,
     // dV += Pᵀ·dY, dS = P ⊙ (dP − rowsum(P ⊙ dP))/√d_h, dQ += dS·K, dK += dSᵀ·Q. Each (b, h) owns disjoint slices of
-    // y, att and dqkv, and runs on one thread, so the result does not depend on scheduling.
+    // y, att and dqkv, and runs on one thread, so the result does not depend on scheduling. The backward reads the
+    // saved pattern (y and lse are saved for the CUDA backward, which recomputes the pattern instead).
 
     [ThreadStatic] static F[]? s_attScratch;
 
-    public unsafe void AttentionForward(Tensor<F> y, Tensor<F> att, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
+    public unsafe void AttentionForward(Tensor<F> y, Tensor<F>? att, Tensor<F> lse, Tensor<F> qkv, ReadOnlySpan<int> keyMask,
         int B, int T, int C, int NH, bool causal)
     {
         int hs = C / NH, C3 = 3 * C;
@@ -232,11 +233,18 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
             int* mask = mp;
             Parallelism.For(B * NH, 1, (lo, hi) =>
             {
+                Span<F> scratch = default;
+                if (att is null)   // no pattern wanted: the probabilities go to a per-thread scratch
+                {
+                    if (s_attScratch is null || s_attScratch.Length < T * T) s_attScratch = new F[T * T];
+                    scratch = s_attScratch.AsSpan(0, T * T);
+                }
                 for (int bh = lo; bh < hi; bh++)
                 {
                     int b = bh / NH, h = bh % NH;
                     int qOff = b * T * C3 + h * hs;
-                    var S = att.Data.AsSpan(bh * T * T, T * T);
+                    var S = att is null ? scratch : att.Data.AsSpan(bh * T * T, T * T);
+                    var L = lse.Data.AsSpan(bh * T, T);
                     // Causal: only the lower triangle of the scores is computed (tiles above the diagonal skipped).
                     Gemm.Multiply<F>(false, true, T, T, hs, qkv.Data.AsSpan(qOff), C3, qkv.Data.AsSpan(qOff + C), C3, S, T, accumulate: false,
                         causal ? GemmTriangle.LowerC : GemmTriangle.None);
@@ -252,10 +260,12 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                                 if (mask[b * T + t2] == 0) live[t2] = F.NegativeInfinity;
                         p.Slice(tEnd).Clear();
                         F max = TensorPrimitives.Max<F>(live);
-                        if (F.IsNegativeInfinity(max)) { p.Clear(); continue; }   // every key masked: output 0
+                        if (F.IsNegativeInfinity(max)) { p.Clear(); L[t] = F.NegativeInfinity; continue; }   // every key masked: output 0
                         TensorPrimitives.Subtract(live, max, live);
                         TensorPrimitives.Exp(live, live);
-                        TensorPrimitives.Multiply(live, F.One / TensorPrimitives.Sum<F>(live), live);
+                        F sum = TensorPrimitives.Sum<F>(live);
+                        TensorPrimitives.Multiply(live, F.One / sum, live);
+                        L[t] = max + F.Log(sum);
                     }
                     Gemm.Multiply<F>(false, false, T, hs, T, S, T, qkv.Data.AsSpan(qOff + 2 * C), C3,
                         y.Data.AsSpan(b * T * C + h * hs), C, accumulate: false, causal ? GemmTriangle.LowerA : GemmTriangle.None);
@@ -264,8 +274,10 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
         }
     }
 
-    public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> att, int B, int T, int C, int NH)
+    public void AttentionBackward(Tensor<F> dqkv, Tensor<F> dy, Tensor<F> qkv, Tensor<F> y, Tensor<F>? att, Tensor<F> lse,
+        ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal)
     {
+        if (att is null) throw new ArgumentNullException(nameof(att), "the CPU attention backward reads the saved pattern");
         int hs = C / NH, C3 = 3 * C;
         F scale = F.One / F.Sqrt(F.CreateTruncating(hs));
         Parallelism.For(B * NH, 1, (lo, hi) =>
@@ -278,9 +290,10 @@ public sealed partial class CpuBackend<F> : IBackend<F> where F : unmanaged, IFl
                 int qOff = b * T * C3 + h * hs, yOff = b * T * C + h * hs;
                 var P = att.Data.AsSpan(bh * T * T, T * T);
                 var dY = dy.Data.AsSpan(yOff);
-                // A pattern with nothing above the diagonal (causal attention; the signature does not say) lets every
-                // product below skip the upper triangle: dP and dS are only needed below it, P and dS are zero above it.
-                bool lower = IsLowerTriangular(P, T);
+                // A pattern with nothing above the diagonal (causal attention, or a bidirectional one that happens to be)
+                // lets every product below skip the upper triangle: dP and dS are only needed below it, P and dS are
+                // zero above it.
+                bool lower = causal || IsLowerTriangular(P, T);
                 // dP = dY·Vᵀ;  dV += Pᵀ·dY
                 Gemm.Multiply<F>(false, true, T, T, hs, dY, C, qkv.Data.AsSpan(qOff + 2 * C), C3, dP, T, accumulate: false,
                     lower ? GemmTriangle.LowerC : GemmTriangle.None);

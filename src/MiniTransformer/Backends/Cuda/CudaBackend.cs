@@ -178,7 +178,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
     /// <summary>A device address <paramref name="elems"/> 4-byte elements (float32 or int) into a buffer.</summary>
     static ulong At4(DeviceBuffer b, long elems) => b.Ptr + (ulong)(elems * 4);
 
-    // Scratch buffers reused across ops (ids, masks, targets, attention's lse and dS, partial sums), grown on demand.
+    // Scratch buffers reused across ops (ids, masks, targets, attention's D, partial sums), grown on demand.
     readonly Dictionary<string, DeviceBuffer> scratch = [];
 
     DeviceBuffer Scratch(string name, long bytes)
@@ -461,32 +461,60 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
 
     public const int AttentionRows = 4, AttentionKeyTile = 32, AttentionMaxHeadSize = 128;
 
+    /// <summary>Dynamic shared memory of the forward kernel: ATT_ROWS query rows and a key and a value tile.</summary>
     public static uint AttentionShared(int hs) => (uint)((AttentionRows * hs + 2 * AttentionKeyTile * (hs + 1)) * 4);
 
-    public void AttentionForward(Tensor<float> y, Tensor<float> att, Tensor<float> qkv, ReadOnlySpan<int> keyMask,
+    /// <summary>
+    /// The backward's head-size bound (32, 64 or 128: the suffix of its kernels, attention_bwd_dkdv_64 …) and tile (queries
+    /// and keys per tile) for head size <paramref name="hs"/>.
+    /// </summary>
+    public static (int HeadBound, int Tile) AttentionBackwardShape(int hs) => hs <= 32 ? (32, 64) : hs <= 64 ? (64, 64) : (128, 32);
+
+    /// <summary>Dynamic shared memory of the backward's tiled kernels: four tile × (bound + 1) tiles (k, v, q, dy), one
+    /// tile × (tile + 16) for P or dS, and a tile each of lse, D and key flags (attention.cu).</summary>
+    public static uint AttentionBackwardShared(int hs)
+    {
+        var (hm, bt) = AttentionBackwardShape(hs);
+        return (uint)((4 * bt * (hm + 1) + bt * (bt + 16) + 3 * bt) * 4);
+    }
+
+    /// <summary>The backward recomputes the probabilities from qkv and lse: training needs no pattern.</summary>
+    public bool AttentionBackwardReadsPattern => false;
+
+    public void AttentionForward(Tensor<float> y, Tensor<float>? att, Tensor<float> lse, Tensor<float> qkv, ReadOnlySpan<int> keyMask,
         int B, int T, int C, int NH, bool causal)
     {
         Begin();
         int hs = C / NH;
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
-        var lse = Scratch("attention.lse", 4L * B * NH * T);
         var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
         Op("attention.cu", "attention_fwd", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows,
-            AttentionShared(hs), Out(y), lse, Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
+            AttentionShared(hs), Out(y), Out(lse, f32: true), att is null ? null : Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
         Done();
     }
 
-    public void AttentionBackward(Tensor<float> dqkv, Tensor<float> dy, Tensor<float> qkv, Tensor<float> att, int B, int T, int C, int NH)
+    // Flash-style backward (attention.cu): D = rowsum(dy ∘ y), then one kernel per key tile for dK and dV and one per
+    // query tile for dQ, each recomputing P from q, k and lse; no T×T buffer. att is not read.
+    public void AttentionBackward(Tensor<float> dqkv, Tensor<float> dy, Tensor<float> qkv, Tensor<float> y, Tensor<float>? att,
+        Tensor<float> lse, ReadOnlySpan<int> keyMask, int B, int T, int C, int NH, bool causal)
     {
         Begin();
-        var ds = Scratch("attention.ds", 4L * B * NH * T * T);
-        var (ddy, dq, datt) = (In(dy), In(qkv), In(att));
+        int hs = C / NH;
+        if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
+        var delta = Scratch("attention.delta", 4L * B * NH * T);
+        var (ddy, dq, dlse) = (In(dy), In(qkv), In(lse, f32: true));
+        var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
         var dd = InOut(dqkv);
-        Op("attention.cu", "attention_bwd_ds", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
-            ds, ddy, dq, datt, B, T, C, NH);
-        long n = (long)B * T * C;
-        Op("attention.cu", "attention_bwd_dq", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, dq, B, T, C, NH);
-        Op("attention.cu", "attention_bwd_dkdv", G(CudaDevice.Blocks(n, Block)), Block, 0, dd, ds, datt, ddy, dq, B, T, C, NH);
+        Op("attention.cu", "attention_bwd_delta", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
+            delta, ddy, In(y), B, T, C, NH);
+        var (hm, bt) = AttentionBackwardShape(hs);
+        var grid = G(CudaDevice.Blocks(T, bt), (uint)(B * NH));
+        uint shared = AttentionBackwardShared(hs);
+        int c = causal ? 1 : 0;
+        Op("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
+            grid, 256, shared, dd, ddy, dq, dlse, delta, mask, B, T, C, NH, c);
+        Op("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
+            grid, 256, shared, dd, ddy, dq, dlse, delta, mask, B, T, C, NH, c);
         Done();
     }
 

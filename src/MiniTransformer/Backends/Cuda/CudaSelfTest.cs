@@ -52,6 +52,10 @@ public static class CudaSelfTest
                      (2, 5, 15, 3, true, false), (2, 16, 64, 4, true, false), (2, 1, 15, 3, true, false), (2, 5, 15, 3, false, false),
                      (3, 5, 15, 3, false, true), (3, 40, 64, 4, false, true), (3, 5, 15, 3, true, true), (2, 40, 64, 4, true, false),
                      (2, 70, 256, 2, true, false), (1, 33, 96, 1, false, true),
+                     // the backward's tiles (64 queries × 64 keys for head size ≤ 64, 32 × 32 above): head sizes 32, 40, 64, 80,
+                     // odd and even T over several tiles, padded key tiles skipped whole
+                     (2, 129, 64, 2, true, false), (2, 66, 120, 3, true, true), (2, 65, 128, 2, true, false),
+                     (3, 130, 128, 2, false, true), (3, 67, 240, 3, false, true), (2, 64, 160, 2, true, true),
                  })
             yield return Both("attention", $"B{B} T{T} C{C} NH{NH}{(causal ? " causal" : " bidir")}{(masked ? " masked" : "")}",
                 be => Attention(be, B, T, C, NH, causal, masked));
@@ -220,17 +224,35 @@ public static class CudaSelfTest
         int[] mask = [];
         if (masked)
         {
+            // row b keeps key 0 and keys below T − 1 − b·⌊T/2⌋ (so whole key tiles are padded in long rows); the last row
+            // keeps none (every query fully masked)
             mask = new int[B * T];
             for (int b = 0; b < B; b++)
                 for (int t = 0; t < T; t++)
-                    mask[b * T + t] = b == B - 1 && B > 1 ? 0 : (t < T - 1 - b || t == 0 ? 1 : 0);   // last row fully masked
+                    mask[b * T + t] = b == B - 1 && B > 1 ? 0 : (t < T - 1 - b * (T / 2) || t == 0 ? 1 : 0);
         }
         var y = Nan<F>(B, T, C);
         var att = Nan<F>(B, NH, T, T);
-        be.AttentionForward(y, att, qkv, mask, B, T, C, NH, causal);
+        var lse = Nan<F>(B, NH, T);
+        be.AttentionForward(y, att, lse, qkv, mask, B, T, C, NH, causal);
+        // the training forward: no pattern; y and lse as with it. The backward gets the pattern only where it reads it.
+        var y2 = Nan<F>(B, T, C);
+        var lse2 = Nan<F>(B, NH, T);
+        be.AttentionForward(y2, null, lse2, qkv, mask, B, T, C, NH, causal);
         var dqkv = Tn<F>(Randn(32, B * T * 3 * C), B, T, 3 * C);
-        be.AttentionBackward(dqkv, Tn<F>(Randn(33, B * T * C), B, T, C), qkv, att, B, T, C, NH);
-        return [("y", D(y)), ("att", D(att)), ("dqkv", D(dqkv))];
+        be.AttentionBackward(dqkv, Tn<F>(Randn(33, B * T * C), B, T, C), qkv, y2, be.AttentionBackwardReadsPattern ? att : null, lse2,
+            mask, B, T, C, NH, causal);
+        // lse is −∞ on fully masked rows: compared as 0 there (a finite or NaN value on either side still fails)
+        static double[] Finite(Tensor<F> t) => [.. D(t).Select(v => double.IsNegativeInfinity(v) ? 0.0 : v)];
+        double[] g = D(dqkv);
+        double[] Part(int part)   // dq (0), dk (1) or dv (2) of the packed gradient
+        {
+            var r = new double[B * T * C];
+            for (int n = 0; n < B * T; n++) Array.Copy(g, n * 3 * C + part * C, r, n * C, C);
+            return r;
+        }
+        return [("y", D(y)), ("att", D(att)), ("lse", Finite(lse)), ("y without pattern", D(y2)), ("lse without pattern", Finite(lse2)),
+            ("dq", Part(0)), ("dk", Part(1)), ("dv", Part(2))];
     }
 
     static List<(string, double[])> Gelu<F>(IBackend<F> be, int n, GeluForm form) where F : unmanaged, IFloatingPointIeee754<F>
@@ -451,6 +473,8 @@ public static class CudaSelfTest
         model.Backward(1.0 / count);
         var r = new List<(string, double[])> { ("loss", [sum / count]), ("logits", D(model.Logits)) };
         foreach (var p in model.Parameters) r.Add(("grad/" + p.Name, D(p.Grad)));
+        // read after the step: a backend whose backward does not read the pattern (CUDA) computes it only now
+        r.Add(("pattern of the last layer", D(model.Layers[^1].Attn.Pattern)));
         return r;
     }
 

@@ -108,14 +108,13 @@ public static class KernelBench
             yield return new BenchResult("matmul bf16 (mma.sync)", $"{M}x{N}x{K}", msTc, flops / msTc / 1e9, err, "rel err vs f32 on bf16-rounded inputs");
         }
 
-        // ---- attention: qkv [B,T,3C], causal; forward flash-style (no pattern) and forward+backward through the op set's kernels
+        // ---- attention: qkv [B,T,3C], causal; forward flash-style (no pattern) and forward + flash-style backward
         int B = attB, T = attT, NH = attNH, C = NH * attHs;
         double attFlops = 4.0 * B * NH * (double)T * T * attHs / 2;   // causal: half the q·kᵀ and p·v work
         using (var qkv = dev.Alloc(4L * B * T * 3 * C))
         using (var y = dev.Alloc(4L * B * T * C))
         using (var lse = dev.Alloc(4L * B * NH * T))
-        using (var att = dev.Alloc(4L * B * NH * T * T))
-        using (var ds = dev.Alloc(4L * B * NH * T * T))
+        using (var delta = dev.Alloc(4L * B * NH * T))
         using (var dy = dev.Alloc(4L * B * T * C))
         using (var dqkv = dev.Alloc(4L * B * T * 3 * C))
         {
@@ -123,22 +122,26 @@ public static class KernelBench
             dev.Upload<float>(dy, Rand(4, (long)B * T * C));
             uint shared = CudaBackend.AttentionShared(attHs);
             var grid = (CudaDevice.Blocks(T, CudaBackend.AttentionRows), (uint)(B * NH), 1u);
-            void Fwd(bool pattern) => dev.Launch("attention.cu", "attention_fwd", grid, 32 * CudaBackend.AttentionRows, shared,
-                y, lse, pattern ? att : null, qkv, null, B, T, C, NH, 1);
-            double msFwd = TimeMedian(dev, () => Fwd(false));
-            long n = (long)B * T * C;
+            void Fwd() => dev.Launch("attention.cu", "attention_fwd", grid, 32 * CudaBackend.AttentionRows, shared,
+                y, lse, null, qkv, null, B, T, C, NH, 1);
+            double msFwd = TimeMedian(dev, Fwd);
+            var (hm, bt) = CudaBackend.AttentionBackwardShape(attHs);
+            var tiles = (CudaDevice.Blocks(T, bt), (uint)(B * NH), 1u);
+            uint bwdShared = CudaBackend.AttentionBackwardShared(attHs);
             void Bwd()
             {
                 dev.Zero(dqkv, 4L * B * T * 3 * C);
-                dev.Launch("attention.cu", "attention_bwd_ds", grid, 32 * CudaBackend.AttentionRows, 0, ds, dy, qkv, att, B, T, C, NH);
-                dev.Launch("attention.cu", "attention_bwd_dq", (CudaDevice.Blocks(n, 256), 1, 1), 256, 0, dqkv, ds, qkv, B, T, C, NH);
-                dev.Launch("attention.cu", "attention_bwd_dkdv", (CudaDevice.Blocks(n, 256), 1, 1), 256, 0, dqkv, ds, att, dy, qkv, B, T, C, NH);
+                dev.Launch("attention.cu", "attention_bwd_delta", grid, 32 * CudaBackend.AttentionRows, 0, delta, dy, y, B, T, C, NH);
+                dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
+                    tiles, 256, bwdShared, dqkv, dy, qkv, lse, delta, null, B, T, C, NH, 1);
+                dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
+                    tiles, 256, bwdShared, dqkv, dy, qkv, lse, delta, null, B, T, C, NH, 1);
             }
-            double msFb = TimeMedian(dev, () => { Fwd(true); Bwd(); }, 1, 3);
+            double msFb = TimeMedian(dev, () => { Fwd(); Bwd(); });
             string shape = $"B{B} T{T} H{NH} d{attHs} causal";
             yield return new BenchResult("attention fwd (flash, f32)", shape, msFwd, attFlops / msFwd / 1e9, 0, "");
-            yield return new BenchResult("attention fwd+bwd (f32, pattern)", shape, msFb, 3.5 * attFlops / msFb / 1e9, 0,
-                "backward reads the saved T×T pattern");
+            yield return new BenchResult("attention fwd+bwd (flash, f32)", shape, msFb, 3.5 * attFlops / msFb / 1e9, 0,
+                "backward recomputes P from q, k and lse (no T×T buffer)");
         }
 
         be.Dispose();
@@ -156,9 +159,9 @@ public static class KernelBench
     /// One GPT-2 124M training step (forward, backward, global-norm clip 1.0, AdamW) at B × T, device-resident: weights,
     /// activations, gradients and AdamW state stay on the GPU; per step the host receives the summed loss (8 bytes) and
     /// the gradient-norm partial sums. Wall clock around whole synchronized steps, median of 3 after one warm-up step.
-    /// Device memory at B16 T1024, float32: the saved T×T attention pattern is B·H·T²·4 B ≈ 0.8 GB per layer (≈ 10 GB
-    /// over 12 layers), logits and their gradient 2 × B·T·V·4 B ≈ 6.6 GB, the rest ≈ 10 GB; the host mirrors each tensor
-    /// in float32.
+    /// Device memory at B16 T1024, float32: logits and their gradient 2 × B·T·V·4 B ≈ 6.6 GB, the rest ≈ 10 GB (no T×T
+    /// attention pattern: the training forward skips it, the backward recomputes it); the host mirrors each tensor in
+    /// float32.
     /// </summary>
     static BenchResult GptStep(CudaDevice dev, DType storage, int sb, int st)
     {
