@@ -139,25 +139,39 @@ extern "C" __global__ void KNAME(attention_bwd_delta)(float* __restrict__ delta,
 }
 
 // The tiled kernels, per head-size bound HM (hs ≤ HM; 32, 64 or 128) with BT queries and BT keys per tile (64, or 32
-// for HM 128), 256 threads. Shared memory (floats): four BT×(HM+1) tiles (k, v, q, dy; columns hs…HM−1 and rows past T
-// are zeros; the odd row length keeps column reads free of bank conflicts), one BT×(BT+16) tile for P or dS, and BT
-// each of lse, D and the key flags: (4·BT·(HM+1) + BT·(BT+16) + 3·BT)·4 bytes, ≤ 86 KB (sm_80+ allow ≥ 99 KB).
-// Two thread layouts:
-//   score layout (S and dP, BT×BT): thread (ty, tx) = (tid / 16, tid % 16) holds rows ty + 16a, columns tx + 16b;
-//   output layout (dK, dV or dQ, BT×HM): thread (og, dg) = (tid / DG, tid % DG), DG = 256 / (BT/4), holds rows
-//   og + (BT/4)·i (i < 4) and columns dg + DG·j (j < NJ = HM / DG).
+// for HM 128), 256 threads. Shared memory (floats): four BT×(HM+4) tiles (k, v, q, dy; columns hs…HM−1 and rows past T
+// are zeros), one BT×(BT+4) tile for P or dS, and BT each of lse, D and the key flags:
+// (4·BT·(HM+4) + BT·(BT+4) + 3·BT)·4 bytes, at most 88 KB (sm_80 and newer allow 99 KB or more). Rows are multiples of
+// 4 floats long, so the inner loops read shared memory as float4/float2 (one load for 4 or 2 values); the +4 spreads a
+// column's rows over the banks. Two thread layouts:
+//   score layout (S and dP, BT×BT): thread (ty, tx) = (tid / 16, tid % 16) holds rows ty + 16a, columns tx + 16b
+//   (a, b < BT/16), each a dot product over d read 4 at a time from the row-major tiles;
+//   output layout (dK, dV or dQ, BT×HM): thread (og, dg) = (tid / DG, tid % DG), DG = HM/4, holds rows RI·og … RI·og+RI−1
+//   (RI = BT·HM / 1024: 4, or 2 for HM 32) and columns 4·dg … 4·dg+3: per step of the sum, one vector load of RI
+//   values of P or dS and one float4 of dy, q or k, then RI·4 FMAs.
 #define ATB_THREADS 256
+
+__device__ __forceinline__ void lds(float (&v)[4], const float* p)   // p 16-byte aligned
+{
+    float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void lds(float (&v)[2], const float* p)   // p 8-byte aligned
+{
+    float2 t = *reinterpret_cast<const float2*>(p);
+    v[0] = t.x; v[1] = t.y;
+}
 
 template <int HM, int BT>
 struct AttBwd
 {
-    static constexpr int LD = HM + 1;                 // row length of the k, v, q, dy tiles
-    static constexpr int LDP = BT + 16;               // row length of the P / dS tile
+    static constexpr int LD = HM + 4;                 // row length of the k, v, q, dy tiles
+    static constexpr int LDP = BT + 4;                // row length of the P / dS tile
     static constexpr int N = BT / 16;                 // score layout: N×N per thread
-    static constexpr int G = BT / 4;                  // output layout: row groups
-    static constexpr int DG = ATB_THREADS / G;        // ... and threads per row group
-    static constexpr int NJ = HM / DG;                // ... columns per thread
-    static_assert(BT % 16 == 0 && ATB_THREADS % G == 0 && HM % DG == 0, "tile shape");
+    static constexpr int DG = HM / 4;                 // output layout: threads per row group (4 columns each)
+    static constexpr int RI = BT * DG / ATB_THREADS;  // ... and rows per thread
+    static_assert(BT % 16 == 0 && ATB_THREADS % DG == 0 && (RI == 2 || RI == 4), "tile shape");
+    static constexpr unsigned Floats = 4 * BT * LD + BT * LDP + 3 * BT;   // dynamic shared memory
 
     // Rows row0 … row0+BT−1 of a [T, hs] slice (row stride `stride`) into a BT×LD tile; zeros past T and past hs.
     static __device__ __forceinline__ void load(float* dst, const stor_t* src, long long stride, int row0, int T, int hs)
@@ -169,23 +183,28 @@ struct AttBwd
         }
     }
 
-    // s[a][b] = Σ_{d<hs} A[ty+16a][d]·Bm[tx+16b][d] (score layout).
+    // s[a][b] = Σ_d A[ty+16a][d]·Bm[tx+16b][d] over d < hs rounded up to 4 (the tiles are zero past hs).
     static __device__ __forceinline__ void dots(float (&s)[N][N], const float* A, const float* Bm, int hs, int ty, int tx)
     {
         #pragma unroll
         for (int a = 0; a < N; a++)
             #pragma unroll
             for (int b = 0; b < N; b++) s[a][b] = 0.0f;
-        #pragma unroll 4
-        for (int d = 0; d < hs; d++)
+        for (int d = 0; d < hs; d += 4)
         {
-            float av[N], bv[N];
+            float bv[N][4];
             #pragma unroll
-            for (int i = 0; i < N; i++) { av[i] = A[(ty + 16 * i) * LD + d]; bv[i] = Bm[(tx + 16 * i) * LD + d]; }
+            for (int b = 0; b < N; b++) lds(bv[b], Bm + (tx + 16 * b) * LD + d);
             #pragma unroll
             for (int a = 0; a < N; a++)
+            {
+                float av[4];
+                lds(av, A + (ty + 16 * a) * LD + d);
                 #pragma unroll
-                for (int b = 0; b < N; b++) s[a][b] = fmaf(av[a], bv[b], s[a][b]);
+                for (int b = 0; b < N; b++)
+                    #pragma unroll
+                    for (int k = 0; k < 4; k++) s[a][b] = fmaf(av[k], bv[b][k], s[a][b]);
+            }
         }
     }
 
@@ -196,7 +215,6 @@ struct AttBwd
         float scale, int hs, int ty, int tx)
     {
         dots(p, Qs, Ks, hs, ty, tx);
-        dots(ds, dYs, Vs, hs, ty, tx);
         #pragma unroll
         for (int a = 0; a < N; a++)
             #pragma unroll
@@ -205,18 +223,44 @@ struct AttBwd
                 int r = ty + 16 * a, c = tx + 16 * b;
                 float L = Ls[r];
                 bool ok = okS[c] != 0.0f && L != NEG_INF && (!causal || j0 + c <= t0 + r);
-                float pv = ok ? expf(p[a][b] * scale - L) : 0.0f;
-                p[a][b] = pv;
-                ds[a][b] = pv * (ds[a][b] - Ds[r]);
+                p[a][b] = ok ? expf(p[a][b] * scale - L) : 0.0f;
             }
+        dots(ds, dYs, Vs, hs, ty, tx);
+        #pragma unroll
+        for (int a = 0; a < N; a++)
+            #pragma unroll
+            for (int b = 0; b < N; b++) ds[a][b] = p[a][b] * (ds[a][b] - Ds[ty + 16 * a]);
     }
 
+    // The thread's share of a score-layout tile into PdS as [row][column], or transposed as [column][row].
+    template <bool TRANSPOSED>
     static __device__ __forceinline__ void store(float* PdS, const float (&v)[N][N], int ty, int tx)
     {
         #pragma unroll
         for (int a = 0; a < N; a++)
             #pragma unroll
-            for (int b = 0; b < N; b++) PdS[(ty + 16 * a) * LDP + tx + 16 * b] = v[a][b];
+            for (int b = 0; b < N; b++)
+            {
+                int r = ty + 16 * a, c = tx + 16 * b;
+                PdS[TRANSPOSED ? c * LDP + r : r * LDP + c] = v[a][b];
+            }
+    }
+
+    // acc[i][j] += Σ_{k<BT} W[k][RI·og + i]·X[k][4·dg + j] (output layout): W is the P / dS tile (row length LDP), X a
+    // q, k or dy tile (row length LD).
+    static __device__ __forceinline__ void accumulate(float (&acc)[RI][4], const float* W, const float* X, int og, int dg)
+    {
+        #pragma unroll 4
+        for (int k = 0; k < BT; k++)
+        {
+            float w[RI], x[4];
+            lds(w, W + k * LDP + RI * og);
+            lds(x, X + k * LD + 4 * dg);
+            #pragma unroll
+            for (int i = 0; i < RI; i++)
+                #pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(w[i], x[j], acc[i][j]);
+        }
     }
 
     // lse and D of rows t0 … t0+BT−1 (−∞ and 0 past T).
@@ -237,6 +281,25 @@ struct AttBwd
         {
             int j = j0 + c;
             okS[c] = j < T && (mask == 0 || mask[b * T + j] != 0) ? 1.0f : 0.0f;
+        }
+    }
+
+    // acc (output layout, rows r0 + RI·og + i) times `scale`, added into dqkv at column offset `part` of head h.
+    static __device__ __forceinline__ void addOut(stor_t* dqkv, const float (&acc)[RI][4], float scale, int b, int h, int r0,
+        int part, int T, int C, int hs, int og, int dg)
+    {
+        #pragma unroll
+        for (int i = 0; i < RI; i++)
+        {
+            int t = r0 + RI * og + i;
+            if (t >= T) continue;
+            stor_t* row = dqkv + ((long long)b * T + t) * 3 * C + part + h * hs;
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+            {
+                int d = 4 * dg + j;
+                if (d < hs) add_to(row + d, acc[i][j] * scale);
+            }
         }
     }
 
@@ -261,11 +324,11 @@ struct AttBwd
         for (int c = 0; c < BT; c++) any |= okS[c] != 0.0f;
         if (!any) return;   // the whole block: every key of the tile padded, so dK = dV = 0
 
-        float dK[4][NJ], dV[4][NJ];
+        float dK[RI][4], dV[RI][4];
         #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < RI; i++)
             #pragma unroll
-            for (int j = 0; j < NJ; j++) { dK[i][j] = 0.0f; dV[i][j] = 0.0f; }
+            for (int j = 0; j < 4; j++) { dK[i][j] = 0.0f; dV[i][j] = 0.0f; }
 
         // causal: queries before j0 see none of these keys (and j0 is a multiple of BT, a query tile's start)
         for (int t0 = causal ? j0 : 0; t0 < T; t0 += BT)
@@ -277,49 +340,16 @@ struct AttBwd
             __syncthreads();
             float p[N][N], ds[N][N];
             scores(p, ds, Qs, Ks, dYs, Vs, Ls, Ds, okS, t0, j0, causal, scale, hs, ty, tx);
-            store(PdS, p, ty, tx);
+            store<false>(PdS, p, ty, tx);
             __syncthreads();
-            for (int r = 0; r < BT; r++)   // dV[c][d] += Σ_r P[r][c]·dY[r][d]
-            {
-                float pv[4], yv[NJ];
-                #pragma unroll
-                for (int i = 0; i < 4; i++) pv[i] = PdS[r * LDP + og + G * i];
-                #pragma unroll
-                for (int j = 0; j < NJ; j++) yv[j] = dYs[r * LD + dg + DG * j];
-                #pragma unroll
-                for (int i = 0; i < 4; i++)
-                    #pragma unroll
-                    for (int j = 0; j < NJ; j++) dV[i][j] = fmaf(pv[i], yv[j], dV[i][j]);
-            }
+            accumulate(dV, PdS, dYs, og, dg);   // dV[c][d] += Σ_r P[r][c]·dY[r][d]
             __syncthreads();
-            store(PdS, ds, ty, tx);
+            store<false>(PdS, ds, ty, tx);
             __syncthreads();
-            for (int r = 0; r < BT; r++)   // dK[c][d] += Σ_r dS[r][c]·Q[r][d]
-            {
-                float sv[4], qv[NJ];
-                #pragma unroll
-                for (int i = 0; i < 4; i++) sv[i] = PdS[r * LDP + og + G * i];
-                #pragma unroll
-                for (int j = 0; j < NJ; j++) qv[j] = Qs[r * LD + dg + DG * j];
-                #pragma unroll
-                for (int i = 0; i < 4; i++)
-                    #pragma unroll
-                    for (int j = 0; j < NJ; j++) dK[i][j] = fmaf(sv[i], qv[j], dK[i][j]);
-            }
+            accumulate(dK, PdS, Qs, og, dg);    // dK[c][d] += Σ_r dS[r][c]·Q[r][d]
         }
-        #pragma unroll
-        for (int i = 0; i < 4; i++)
-        {
-            int j = j0 + og + G * i;
-            if (j >= T) continue;
-            stor_t* row = dqkv + ((long long)b * T + j) * C3 + h * hs;
-            #pragma unroll
-            for (int jj = 0; jj < NJ; jj++)
-            {
-                int d = dg + DG * jj;
-                if (d < hs) { add_to(row + C + d, dK[i][jj] * scale); add_to(row + 2 * C + d, dV[i][jj]); }
-            }
-        }
+        addOut(dqkv, dK, scale, b, h, j0, C, T, C, hs, og, dg);
+        addOut(dqkv, dV, 1.0f, b, h, j0, 2 * C, T, C, hs, og, dg);
     }
 
     // One block per (query tile, b·h): dQ = Σ over key tiles of dS·K·scale; added into dqkv's q.
@@ -342,11 +372,11 @@ struct AttBwd
         for (int r = 0; r < BT; r++) any |= Ls[r] != NEG_INF;
         if (!any) return;   // the whole block: every row fully masked (or past T), so dQ = 0
 
-        float dQ[4][NJ];
+        float dQ[RI][4];
         #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < RI; i++)
             #pragma unroll
-            for (int j = 0; j < NJ; j++) dQ[i][j] = 0.0f;
+            for (int j = 0; j < 4; j++) dQ[i][j] = 0.0f;
 
         int kEnd = causal ? min(T, t0 + BT) : T;
         for (int j0 = 0; j0 < kEnd; j0 += BT)
@@ -361,38 +391,15 @@ struct AttBwd
             if (!any) continue;   // the whole block: a tile of padded keys adds nothing
             float p[N][N], ds[N][N];
             scores(p, ds, Qs, Ks, dYs, Vs, Ls, Ds, okS, t0, j0, causal, scale, hs, ty, tx);
-            store(PdS, ds, ty, tx);
+            store<true>(PdS, ds, ty, tx);   // as dSᵀ: [key][query]
             __syncthreads();
-            for (int c = 0; c < BT; c++)   // dQ[r][d] += Σ_c dS[r][c]·K[c][d]
-            {
-                float sv[4], kv[NJ];
-                #pragma unroll
-                for (int i = 0; i < 4; i++) sv[i] = PdS[(og + G * i) * LDP + c];
-                #pragma unroll
-                for (int j = 0; j < NJ; j++) kv[j] = Ks[c * LD + dg + DG * j];
-                #pragma unroll
-                for (int i = 0; i < 4; i++)
-                    #pragma unroll
-                    for (int j = 0; j < NJ; j++) dQ[i][j] = fmaf(sv[i], kv[j], dQ[i][j]);
-            }
+            accumulate(dQ, PdS, Ks, og, dg);   // dQ[r][d] += Σ_c dS[r][c]·K[c][d]
         }
-        #pragma unroll
-        for (int i = 0; i < 4; i++)
-        {
-            int t = t0 + og + G * i;
-            if (t >= T) continue;
-            stor_t* row = dqkv + ((long long)b * T + t) * C3 + h * hs;
-            #pragma unroll
-            for (int jj = 0; jj < NJ; jj++)
-            {
-                int d = dg + DG * jj;
-                if (d < hs) add_to(row + d, dQ[i][jj] * scale);
-            }
-        }
+        addOut(dqkv, dQ, scale, b, h, t0, 0, T, C, hs, og, dg);
     }
 };
 
-// grid (ceil(T / BT), B·NH), block ATB_THREADS, dynamic shared memory as above. dqkv accumulates (+=).
+// grid (ceil(T / BT), B·NH), block ATB_THREADS, dynamic shared memory AttBwd<HM, BT>::Floats·4 bytes. dqkv accumulates.
 #define ATT_BWD_KERNELS(HM, BT)                                                                                          \
 extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_bwd_dkdv_##HM)(stor_t* __restrict__ dqkv,     \
     const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, const float* __restrict__ lse,                        \

@@ -470,12 +470,12 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
     /// </summary>
     public static (int HeadBound, int Tile) AttentionBackwardShape(int hs) => hs <= 32 ? (32, 64) : hs <= 64 ? (64, 64) : (128, 32);
 
-    /// <summary>Dynamic shared memory of the backward's tiled kernels: four tile × (bound + 1) tiles (k, v, q, dy), one
-    /// tile × (tile + 16) for P or dS, and a tile each of lse, D and key flags (attention.cu).</summary>
+    /// <summary>Dynamic shared memory of the backward's tiled kernels: four tile × (bound + 4) tiles (k, v, q, dy), one
+    /// tile × (tile + 4) for P or dS, and a tile each of lse, D and key flags (attention.cu's AttBwd::Floats).</summary>
     public static uint AttentionBackwardShared(int hs)
     {
         var (hm, bt) = AttentionBackwardShape(hs);
-        return (uint)((4 * bt * (hm + 1) + bt * (bt + 16) + 3 * bt) * 4);
+        return (uint)((4 * bt * (hm + 4) + bt * (bt + 4) + 3 * bt) * 4);
     }
 
     /// <summary>The backward recomputes the probabilities from qkv and lse: training needs no pattern.</summary>
