@@ -1,124 +1,26 @@
 // attention.cu: multi-head attention over packed qkv [B,T,3C] (q | k | v; head h at columns h·hs..h·hs+hs−1 of each).
-// Forward is flash-style: keys and values stream through shared memory in tiles of 32 with an online softmax, so no
-// T×T matrix is needed; it saves lse[B,NH,T] and, when att is not null, also writes the pattern [B,NH,T,T] (the op
-// set's analysis surface). Causal and/or key padding mask (1 keep, 0 pad); a row whose keys are all masked gives 0.
-// Backward is FlashAttention-2's, with no T×T matrix in global memory either: it recomputes P = exp(s·scale − lse)
-// tile by tile from q, k and the saved lse, and needs D = rowsum(dy ∘ y) (a pre-kernel) for the softmax backward. It
-// is deterministic (no atomics): one block per key tile accumulates dK and dV over the query tiles, one block per
-// query tile accumulates dQ over the key tiles (so S and dP are computed twice, once in each).
+// Flash-style both ways, no T×T matrix in global memory: query and key tiles of BT rows go through shared memory.
+// Forward: one block per query tile runs an online softmax over the key tiles and saves lse[B,NH,T]; when att is not
+// null it also writes the pattern [B,NH,T,T] (the op set's analysis surface; training skips it).
+// Backward is FlashAttention-2's: it recomputes P = exp(s·scale − lse) tile by tile from q, k and the saved lse, and
+// needs D = rowsum(dy ∘ y) (a pre-kernel) for the softmax backward. It is deterministic (no atomics): one block per key
+// tile accumulates dK and dV over the query tiles, one block per query tile accumulates dQ over the key tiles (so S
+// and dP are computed twice, once in each).
+// Causal and/or key padding mask (1 keep, 0 pad); a row whose keys are all masked gives 0 (lse −∞, no gradient).
 // Storage stor_t for y, qkv, the pattern, dy and dqkv (float32, or bf16 with -DMT_BF16: names _bf16); lse and D are
 // float32; so is all arithmetic (shared-memory tiles included).
 #include "common.cuh"
 
-#define ATT_ROWS 4        /* query rows per block: one warp each */
-#define ATT_KT 32         /* keys per tile: one lane each */
-#define ATT_HS_MAX 128    /* head size limit (4 output dims per lane) */
+#define ATT_ROWS 4        /* attention_bwd_delta: rows per block, one warp each */
 
-__device__ __forceinline__ bool att_key_ok(int key, int t, int T, int causal, const int* mask, int b)
-{
-    return key < T && (!causal || key <= t) && (mask == 0 || mask[b * T + key] != 0);
-}
-
-// grid (ceil(T / ATT_ROWS), B·NH), block 32·ATT_ROWS, dynamic shared memory (ATT_ROWS·hs + 2·ATT_KT·(hs+1)) floats.
-extern "C" __global__ void __launch_bounds__(128) KNAME(attention_fwd)(stor_t* __restrict__ y, float* __restrict__ lse,
-    stor_t* __restrict__ att, const stor_t* __restrict__ qkv, const int* __restrict__ mask, int B, int T, int C, int NH, int causal)
-{
-    extern __shared__ float sm[];
-    int hs = C / NH, C3 = 3 * C, ldk = hs + 1;   // padded row of the key/value tiles
-    float* qs = sm;                         // [ATT_ROWS][hs]
-    float* ks = qs + ATT_ROWS * hs;         // [ATT_KT][hs+1]
-    float* vs = ks + ATT_KT * ldk;          // [ATT_KT][hs+1]
-    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = blockIdx.x * ATT_ROWS + warp;
-    bool live = t < T;
-    float scale = rsqrtf((float)hs);
-    const stor_t* base = qkv + (long long)b * T * C3 + h * hs;
-    for (int d = lane; d < hs; d += 32) qs[warp * hs + d] = live ? ld(base + (long long)t * C3 + d) : 0.0f;
-
-    float m = NEG_INF, l = 0.0f, acc[ATT_HS_MAX / 32];
-    #pragma unroll
-    for (int i = 0; i < ATT_HS_MAX / 32; i++) acc[i] = 0.0f;
-
-    int tLast = blockIdx.x * ATT_ROWS + ATT_ROWS - 1;
-    int kEnd = causal ? min(T, tLast + 1) : T;
-    for (int k0 = 0; k0 < kEnd; k0 += ATT_KT)
-    {
-        __syncthreads();
-        for (int e = threadIdx.x; e < ATT_KT * hs; e += blockDim.x)
-        {
-            int j = e / hs, d = e % hs, key = k0 + j;
-            bool in = key < T;
-            ks[j * ldk + d] = in ? ld(base + (long long)key * C3 + C + d) : 0.0f;
-            vs[j * ldk + d] = in ? ld(base + (long long)key * C3 + 2 * C + d) : 0.0f;
-        }
-        __syncthreads();
-        if (!live) continue;
-        int key = k0 + lane;
-        bool ok = att_key_ok(key, t, T, causal, mask, b);
-        float s = NEG_INF;
-        if (ok)
-        {
-            s = 0.0f;
-            for (int d = 0; d < hs; d++) s = fmaf(qs[warp * hs + d], ks[lane * ldk + d], s);
-            s *= scale;
-        }
-        float mt = warp_max(s);
-        if (mt == NEG_INF) continue;           // every key of this tile masked for this row
-        float mNew = fmaxf(m, mt);
-        float corr = m == NEG_INF ? 0.0f : expf(m - mNew);
-        float p = ok ? expf(s - mNew) : 0.0f;
-        l = l * corr + warp_sum(p);
-        #pragma unroll
-        for (int i = 0; i < ATT_HS_MAX / 32; i++) acc[i] *= corr;
-        for (int j = 0; j < ATT_KT; j++)
-        {
-            float pj = __shfl_sync(0xffffffffu, p, j);
-            if (pj == 0.0f) continue;
-            #pragma unroll
-            for (int i = 0; i < ATT_HS_MAX / 32; i++)
-            {
-                int d = lane + 32 * i;
-                if (d < hs) acc[i] = fmaf(pj, vs[j * ldk + d], acc[i]);
-            }
-        }
-        m = mNew;
-    }
-    if (!live) return;
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    stor_t* yr = y + ((long long)b * T + t) * C + h * hs;
-    #pragma unroll
-    for (int i = 0; i < ATT_HS_MAX / 32; i++)
-    {
-        int d = lane + 32 * i;
-        if (d < hs) st(yr + d, acc[i] * inv);
-    }
-    float L = l > 0.0f ? m + logf(l) : NEG_INF;
-    if (lane == 0) lse[((long long)bh) * T + t] = L;
-    if (att)
-    {
-        // The pattern row, recomputed from q, k and lse: p = exp(s − lse) on allowed keys, 0 elsewhere.
-        stor_t* pr = att + ((long long)bh * T + t) * T;
-        for (int key = lane; key < T; key += 32)
-        {
-            float p = 0.0f;
-            if (L != NEG_INF && att_key_ok(key, t, T, causal, mask, b))
-            {
-                const stor_t* kr = base + (long long)key * C3 + C;
-                float s = 0.0f;
-                for (int d = 0; d < hs; d++) s = fmaf(qs[warp * hs + d], ld(kr + d), s);
-                p = expf(s * scale - L);
-            }
-            st(pr + key, p);
-        }
-    }
-}
-
-// ---------------------------------------------------------------- backward
-// With s = q·k·scale (scale = 1/√hs), P = softmax(s) per row, y = P·v and dP = dy·vᵀ:
+// ---------------------------------------------------------------- the math
+// Forward, per row t over its allowed keys j: s_tj = q_t·k_j·scale, m = max_j s_tj, l = Σ_j exp(s_tj − m),
+// y_t = Σ_j exp(s_tj − m)·v_j / l, lse_t = m + log l; the online softmax keeps m and l per row across key tiles and
+// rescales the partial y by exp(m_old − m_new) whenever a tile raises the maximum.
+// Backward, with s = q·k·scale (scale = 1/√hs), P = softmax(s) per row, y = P·v and dP = dy·vᵀ:
 //   dV = Pᵀ·dY,  dS = P ∘ (dP − D) with D_t = Σ_j P_tj·dP_tj = Σ_j P_tj (dy_t·v_j) = dy_t·y_t,
 //   dQ = dS·K·scale,  dK = dSᵀ·Q·scale.
-// P_tj = exp(s_tj − lse_t) where key j is allowed for query t (the forward's att_key_ok), else 0; a row whose keys
+// P_tj = exp(s_tj − lse_t) where key j is allowed for query t (kept by the mask, and j ≤ t if causal), else 0; a row whose keys
 // are all masked has lse = −∞ and P = 0, so it contributes nothing (its y is 0 and so is its D).
 
 // D[b,h,t] = Σ_d dy[b,t,h,d]·y[b,t,h,d]. One warp per (b, h, t); grid (ceil(T / ATT_ROWS), B·NH), block 32·ATT_ROWS.
@@ -138,17 +40,19 @@ extern "C" __global__ void KNAME(attention_bwd_delta)(float* __restrict__ delta,
     if (t < T && lane == 0) delta[(long long)bh * T + t] = s;
 }
 
-// The tiled kernels, per head-size bound HM (hs ≤ HM; 32, 64 or 128) with BT queries and BT keys per tile (64, or 32
-// for HM 128), 256 threads. Shared memory (floats): four BT×(HM+4) tiles (k, v, q, dy; columns hs…HM−1 and rows past T
-// are zeros), one BT×(BT+4) tile for P or dS, and BT each of lse, D and the key flags:
-// (4·BT·(HM+4) + BT·(BT+4) + 3·BT)·4 bytes, at most 88 KB (sm_80 and newer allow 99 KB or more). Rows are multiples of
-// 4 floats long, so the inner loops read shared memory as float4/float2 (one load for 4 or 2 values); the +4 spreads a
-// column's rows over the banks. Two thread layouts:
+// ---------------------------------------------------------------- the tiled kernels
+// Per head-size bound HM (hs ≤ HM; 32, 64 or 128), BT queries and BT keys per tile (64, or 32 for HM 128), 256 threads.
+// Shared memory (floats): BT×(HM+4) tiles of q, k, v (and dy in the backward; columns hs…HM−1 and rows past T are
+// zeros), one BT×(BT+4) tile for P or dS, and three rows of BT (lse, D, key flags; the forward: rescale factors, key
+// flags): (4·BT·(HM+4) + BT·(BT+4) + 3·BT)·4 bytes, at most 88 KB (sm_80 and newer allow 99 KB or more); the forward
+// needs one tile less. Rows are multiples of 4 floats long, so the inner loops read shared memory as float4/float2 (one
+// load for 4 or 2 values); the +4 spreads a column's rows over the banks. Two thread layouts:
 //   score layout (S and dP, BT×BT): thread (ty, tx) = (tid / 16, tid % 16) holds rows ty + 16a, columns tx + 16b
-//   (a, b < BT/16), each a dot product over d read 4 at a time from the row-major tiles;
-//   output layout (dK, dV or dQ, BT×HM): thread (og, dg) = (tid / DG, tid % DG), DG = HM/4, holds rows RI·og … RI·og+RI−1
-//   (RI = BT·HM / 1024: 4, or 2 for HM 32) and columns 4·dg … 4·dg+3: per step of the sum, one vector load of RI
-//   values of P or dS and one float4 of dy, q or k, then RI·4 FMAs.
+//   (a, b < BT/16), each a dot product over d read 4 at a time from the row-major tiles; a row's 16 threads are one
+//   half of a warp (reductions over a row: shuffles with lane masks 8, 4, 2, 1);
+//   output layout (y, dK, dV or dQ, BT×HM): thread (og, dg) = (tid / DG, tid % DG), DG = HM/4, holds rows
+//   RI·og … RI·og+RI−1 (RI = BT·HM / 1024: 4, or 2 for HM 32) and columns 4·dg … 4·dg+3: per step of the sum, one
+//   vector load of RI values of P or dS and one float4 of v, dy, q or k, then RI·4 FMAs.
 #define ATB_THREADS 256
 
 __device__ __forceinline__ void lds(float (&v)[4], const float* p)   // p 16-byte aligned
@@ -163,7 +67,7 @@ __device__ __forceinline__ void lds(float (&v)[2], const float* p)   // p 8-byte
 }
 
 template <int HM, int BT>
-struct AttBwd
+struct AttTile
 {
     static constexpr int LD = HM + 4;                 // row length of the k, v, q, dy tiles
     static constexpr int LDP = BT + 4;                // row length of the P / dS tile
@@ -171,7 +75,8 @@ struct AttBwd
     static constexpr int DG = HM / 4;                 // output layout: threads per row group (4 columns each)
     static constexpr int RI = BT * DG / ATB_THREADS;  // ... and rows per thread
     static_assert(BT % 16 == 0 && ATB_THREADS % DG == 0 && (RI == 2 || RI == 4), "tile shape");
-    static constexpr unsigned Floats = 4 * BT * LD + BT * LDP + 3 * BT;   // dynamic shared memory
+    static constexpr unsigned Floats = 4 * BT * LD + BT * LDP + 3 * BT;      // dynamic shared memory: backward
+    static constexpr unsigned FwdFloats = 3 * BT * LD + BT * LDP + 2 * BT;   // ... and forward
 
     // Rows row0 … row0+BT−1 of a [T, hs] slice (row stride `stride`) into a BT×LD tile; zeros past T and past hs.
     static __device__ __forceinline__ void load(float* dst, const stor_t* src, long long stride, int row0, int T, int hs)
@@ -303,6 +208,150 @@ struct AttBwd
         }
     }
 
+    // Max (SUM false) or sum over the 16 threads of a score-layout row: the lanes of one half of the warp.
+    template <bool SUM>
+    static __device__ __forceinline__ float rowReduce(float v)
+    {
+        #pragma unroll
+        for (int o = 8; o > 0; o >>= 1)
+        {
+            float w = __shfl_xor_sync(0xffffffffu, v, o);
+            v = SUM ? v + w : fmaxf(v, w);
+        }
+        return v;
+    }
+
+    // One block per (query tile, b·h): y of its rows over every allowed key tile with the online softmax, lse, and with
+    // att the pattern rows (a second pass over the key tiles once lse is known).
+    static __device__ __forceinline__ void fwd(float* sm, stor_t* __restrict__ y, float* __restrict__ lse,
+        stor_t* __restrict__ att, const stor_t* __restrict__ qkv, const int* __restrict__ mask, int T, int C, int NH,
+        int causal)
+    {
+        float* Ks = sm;  float* Vs = Ks + BT * LD;  float* Qs = Vs + BT * LD;  float* PdS = Qs + BT * LD;
+        float* rowS = PdS + BT * LDP;  float* okS = rowS + BT;
+        int hs = C / NH, C3 = 3 * C, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+        int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, og = tid / DG, dg = tid % DG;
+        int t0 = (gridDim.x - 1 - blockIdx.x) * BT;   // causal: the longest rows first
+        float scale = rsqrtf((float)hs);
+        const stor_t* q = qkv + (long long)b * T * C3 + h * hs;
+        load(Qs, q, C3, t0, T, hs);
+
+        float m[N], l[N], acc[RI][4];   // m, l: per score-layout row (the same in all 16 threads of the row)
+        #pragma unroll
+        for (int a = 0; a < N; a++) { m[a] = NEG_INF; l[a] = 0.0f; }
+        #pragma unroll
+        for (int i = 0; i < RI; i++)
+            #pragma unroll
+            for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+        int kEnd = causal ? min(T, t0 + BT) : T;
+        for (int j0 = 0; j0 < kEnd; j0 += BT)
+        {
+            __syncthreads();   // the last step's readers of Ks, Vs, PdS, rowS and okS are done
+            load(Ks, q + C, C3, j0, T, hs);
+            load(Vs, q + 2 * C, C3, j0, T, hs);
+            keyFlags(okS, mask, b, j0, T);
+            __syncthreads();
+            bool any = false;
+            for (int c = 0; c < BT; c++) any |= okS[c] != 0.0f;
+            if (!any) continue;   // the whole block: a tile of padded keys changes nothing
+            float p[N][N];
+            dots(p, Qs, Ks, hs, ty, tx);
+            #pragma unroll
+            for (int a = 0; a < N; a++)
+            {
+                int r = ty + 16 * a;
+                float mt = NEG_INF;
+                #pragma unroll
+                for (int bb = 0; bb < N; bb++)
+                {
+                    int c = tx + 16 * bb;
+                    bool ok = okS[c] != 0.0f && (!causal || j0 + c <= t0 + r);
+                    p[a][bb] = ok ? p[a][bb] * scale : NEG_INF;
+                    mt = fmaxf(mt, p[a][bb]);
+                }
+                float mNew = fmaxf(m[a], rowReduce<false>(mt));
+                // rescale of what the row has so far (1 while the row has seen no allowed key: all of it is 0)
+                float corr = mNew == NEG_INF ? 1.0f : expf(m[a] - mNew);
+                float rs = 0.0f;
+                #pragma unroll
+                for (int bb = 0; bb < N; bb++)
+                {
+                    p[a][bb] = p[a][bb] == NEG_INF ? 0.0f : expf(p[a][bb] - mNew);
+                    rs += p[a][bb];
+                }
+                l[a] = l[a] * corr + rowReduce<true>(rs);
+                m[a] = mNew;
+                if (tx == 0) rowS[r] = corr;
+            }
+            store<true>(PdS, p, ty, tx);   // as Pᵀ: [key][query]
+            __syncthreads();
+            #pragma unroll
+            for (int i = 0; i < RI; i++)
+            {
+                float corr = rowS[RI * og + i];
+                #pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] *= corr;
+            }
+            accumulate(acc, PdS, Vs, og, dg);   // y[r][d] += Σ_c P[r][c]·V[c][d]
+        }
+
+        float L[N];
+        __syncthreads();   // the last readers of rowS are done
+        #pragma unroll
+        for (int a = 0; a < N; a++)
+        {
+            int r = ty + 16 * a, t = t0 + r;
+            L[a] = l[a] > 0.0f ? m[a] + logf(l[a]) : NEG_INF;
+            if (tx == 0)
+            {
+                rowS[r] = l[a] > 0.0f ? 1.0f / l[a] : 0.0f;
+                if (t < T) lse[(long long)bh * T + t] = L[a];
+            }
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < RI; i++)
+        {
+            int r = RI * og + i, t = t0 + r;
+            if (t >= T) continue;
+            float inv = rowS[r];
+            stor_t* yr = y + ((long long)b * T + t) * C + h * hs;
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+            {
+                int d = 4 * dg + j;
+                if (d < hs) st(yr + d, acc[i][j] * inv);
+            }
+        }
+        if (att == 0) return;
+
+        // The pattern rows: p = exp(s·scale − lse) on allowed keys, 0 elsewhere (every key tile: zeros past the diagonal).
+        for (int j0 = 0; j0 < T; j0 += BT)
+        {
+            bool live = !causal || j0 < t0 + BT;   // the same for the whole block
+            float p[N][N] = {};
+            if (live)
+            {
+                __syncthreads();   // the last readers of Ks and okS are done
+                load(Ks, q + C, C3, j0, T, hs);
+                keyFlags(okS, mask, b, j0, T);
+                __syncthreads();
+                dots(p, Qs, Ks, hs, ty, tx);
+            }
+            #pragma unroll
+            for (int a = 0; a < N; a++)
+                #pragma unroll
+                for (int bb = 0; bb < N; bb++)
+                {
+                    int r = ty + 16 * a, c = tx + 16 * bb, t = t0 + r, j = j0 + c;
+                    if (t >= T || j >= T) continue;
+                    bool ok = live && L[a] != NEG_INF && okS[c] != 0.0f && (!causal || j <= t);
+                    st(att + ((long long)bh * T + t) * T + j, ok ? expf(p[a][bb] * scale - L[a]) : 0.0f);
+                }
+        }
+    }
+
     // One block per (key tile, b·h): dV = Σ over query tiles of Pᵀ·dY, dK = Σ dSᵀ·Q·scale; added into dqkv's k and v.
     static __device__ __forceinline__ void dkdv(float* sm, stor_t* __restrict__ dqkv, const stor_t* __restrict__ dy,
         const stor_t* __restrict__ qkv, const float* __restrict__ lse, const float* __restrict__ delta,
@@ -399,23 +448,31 @@ struct AttBwd
     }
 };
 
-// grid (ceil(T / BT), B·NH), block ATB_THREADS, dynamic shared memory AttBwd<HM, BT>::Floats·4 bytes. dqkv accumulates.
-#define ATT_BWD_KERNELS(HM, BT)                                                                                          \
+// grid (ceil(T / BT), B·NH), block ATB_THREADS, dynamic shared memory AttTile<HM, BT>::FwdFloats·4 bytes (forward) or
+// ::Floats·4 bytes (backward; dqkv accumulates).
+#define ATT_KERNELS(HM, BT)                                                                                              \
+extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_fwd_##HM)(stor_t* __restrict__ y,             \
+    float* __restrict__ lse, stor_t* __restrict__ att, const stor_t* __restrict__ qkv, const int* __restrict__ mask,     \
+    int B, int T, int C, int NH, int causal)                                                                             \
+{                                                                                                                        \
+    extern __shared__ float sm[];                                                                                        \
+    AttTile<HM, BT>::fwd(sm, y, lse, att, qkv, mask, T, C, NH, causal);                                                  \
+}                                                                                                                        \
 extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_bwd_dkdv_##HM)(stor_t* __restrict__ dqkv,     \
     const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, const float* __restrict__ lse,                        \
     const float* __restrict__ delta, const int* __restrict__ mask, int B, int T, int C, int NH, int causal)              \
 {                                                                                                                        \
     extern __shared__ float sm[];                                                                                        \
-    AttBwd<HM, BT>::dkdv(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                         \
+    AttTile<HM, BT>::dkdv(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                         \
 }                                                                                                                        \
 extern "C" __global__ void __launch_bounds__(ATB_THREADS) KNAME(attention_bwd_dq_##HM)(stor_t* __restrict__ dqkv,       \
     const stor_t* __restrict__ dy, const stor_t* __restrict__ qkv, const float* __restrict__ lse,                        \
     const float* __restrict__ delta, const int* __restrict__ mask, int B, int T, int C, int NH, int causal)              \
 {                                                                                                                        \
     extern __shared__ float sm[];                                                                                        \
-    AttBwd<HM, BT>::dq(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                           \
+    AttTile<HM, BT>::dq(sm, dqkv, dy, qkv, lse, delta, mask, T, C, NH, causal);                                           \
 }
 
-ATT_BWD_KERNELS(32, 64)
-ATT_BWD_KERNELS(64, 64)
-ATT_BWD_KERNELS(128, 32)
+ATT_KERNELS(32, 64)
+ATT_KERNELS(64, 64)
+ATT_KERNELS(128, 32)

@@ -459,22 +459,28 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
 
     // ------------------------------------------------------------------ attention
 
-    public const int AttentionRows = 4, AttentionKeyTile = 32, AttentionMaxHeadSize = 128;
-
-    /// <summary>Dynamic shared memory of the forward kernel: ATT_ROWS query rows and a key and a value tile.</summary>
-    public static uint AttentionShared(int hs) => (uint)((AttentionRows * hs + 2 * AttentionKeyTile * (hs + 1)) * 4);
+    /// <summary>Rows per block of attention_bwd_delta (a warp each); the largest head size the kernels take.</summary>
+    public const int AttentionRows = 4, AttentionMaxHeadSize = 128;
 
     /// <summary>
-    /// The backward's head-size bound (32, 64 or 128: the suffix of its kernels, attention_bwd_dkdv_64 …) and tile (queries
-    /// and keys per tile) for head size <paramref name="hs"/>.
+    /// The attention kernels' head-size bound (32, 64 or 128: the suffix of their names, attention_fwd_64 …) and tile
+    /// (queries and keys per tile) for head size <paramref name="hs"/>.
     /// </summary>
-    public static (int HeadBound, int Tile) AttentionBackwardShape(int hs) => hs <= 32 ? (32, 64) : hs <= 64 ? (64, 64) : (128, 32);
+    public static (int HeadBound, int Tile) AttentionShape(int hs) => hs <= 32 ? (32, 64) : hs <= 64 ? (64, 64) : (128, 32);
 
-    /// <summary>Dynamic shared memory of the backward's tiled kernels: four tile × (bound + 4) tiles (k, v, q, dy), one
-    /// tile × (tile + 4) for P or dS, and a tile each of lse, D and key flags (attention.cu's AttBwd::Floats).</summary>
+    /// <summary>Dynamic shared memory of the forward: tile × (bound + 4) tiles of q, k and v, tile × (tile + 4) for P,
+    /// and two rows of a tile (attention.cu's AttTile::FwdFloats).</summary>
+    public static uint AttentionForwardShared(int hs)
+    {
+        var (hm, bt) = AttentionShape(hs);
+        return (uint)((3 * bt * (hm + 4) + bt * (bt + 4) + 2 * bt) * 4);
+    }
+
+    /// <summary>Dynamic shared memory of the backward's tiled kernels: tile × (bound + 4) tiles of k, v, q and dy,
+    /// tile × (tile + 4) for P or dS, and a tile each of lse, D and key flags (attention.cu's AttTile::Floats).</summary>
     public static uint AttentionBackwardShared(int hs)
     {
-        var (hm, bt) = AttentionBackwardShape(hs);
+        var (hm, bt) = AttentionShape(hs);
         return (uint)((4 * bt * (hm + 4) + bt * (bt + 4) + 3 * bt) * 4);
     }
 
@@ -488,8 +494,10 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         int hs = C / NH;
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
         var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
-        Op("attention.cu", "attention_fwd", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows,
-            AttentionShared(hs), Out(y), Out(lse, f32: true), att is null ? null : Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
+        var (hm, bt) = AttentionShape(hs);
+        Op("attention.cu", hm == 32 ? "attention_fwd_32" : hm == 64 ? "attention_fwd_64" : "attention_fwd_128",
+            G(CudaDevice.Blocks(T, bt), (uint)(B * NH)), 256, AttentionForwardShared(hs),
+            Out(y), Out(lse, f32: true), att is null ? null : Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
         Done();
     }
 
@@ -507,7 +515,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         var dd = InOut(dqkv);
         Op("attention.cu", "attention_bwd_delta", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
             delta, ddy, In(y), B, T, C, NH);
-        var (hm, bt) = AttentionBackwardShape(hs);
+        var (hm, bt) = AttentionShape(hs);
         var grid = G(CudaDevice.Blocks(T, bt), (uint)(B * NH));
         uint shared = AttentionBackwardShared(hs);
         int c = causal ? 1 : 0;

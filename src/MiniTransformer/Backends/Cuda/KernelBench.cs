@@ -120,18 +120,17 @@ public static class KernelBench
         {
             dev.Upload<float>(qkv, Rand(3, (long)B * T * 3 * C));
             dev.Upload<float>(dy, Rand(4, (long)B * T * C));
-            uint shared = CudaBackend.AttentionShared(attHs);
-            var grid = (CudaDevice.Blocks(T, CudaBackend.AttentionRows), (uint)(B * NH), 1u);
-            void Fwd() => dev.Launch("attention.cu", "attention_fwd", grid, 32 * CudaBackend.AttentionRows, shared,
-                y, lse, null, qkv, null, B, T, C, NH, 1);
-            double msFwd = TimeMedian(dev, Fwd);
-            var (hm, bt) = CudaBackend.AttentionBackwardShape(attHs);
+            var (hm, bt) = CudaBackend.AttentionShape(attHs);
             var tiles = (CudaDevice.Blocks(T, bt), (uint)(B * NH), 1u);
-            uint bwdShared = CudaBackend.AttentionBackwardShared(attHs);
+            uint fwdShared = CudaBackend.AttentionForwardShared(attHs), bwdShared = CudaBackend.AttentionBackwardShared(attHs);
+            void Fwd() => dev.Launch("attention.cu", hm == 32 ? "attention_fwd_32" : hm == 64 ? "attention_fwd_64" : "attention_fwd_128",
+                tiles, 256, fwdShared, y, lse, null, qkv, null, B, T, C, NH, 1);
+            double msFwd = TimeMedian(dev, Fwd);
+            var rows = (CudaDevice.Blocks(T, CudaBackend.AttentionRows), (uint)(B * NH), 1u);
             void Bwd()
             {
                 dev.Zero(dqkv, 4L * B * T * 3 * C);
-                dev.Launch("attention.cu", "attention_bwd_delta", grid, 32 * CudaBackend.AttentionRows, 0, delta, dy, y, B, T, C, NH);
+                dev.Launch("attention.cu", "attention_bwd_delta", rows, 32 * CudaBackend.AttentionRows, 0, delta, dy, y, B, T, C, NH);
                 dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
                     tiles, 256, bwdShared, dqkv, dy, qkv, lse, delta, null, B, T, C, NH, 1);
                 dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
