@@ -20,8 +20,8 @@
 // Backward, with s = q·k·scale (scale = 1/√hs), P = softmax(s) per row, y = P·v and dP = dy·vᵀ:
 //   dV = Pᵀ·dY,  dS = P ∘ (dP − D) with D_t = Σ_j P_tj·dP_tj = Σ_j P_tj (dy_t·v_j) = dy_t·y_t,
 //   dQ = dS·K·scale,  dK = dSᵀ·Q·scale.
-// P_tj = exp(s_tj − lse_t) where key j is allowed for query t (kept by the mask, and j ≤ t if causal), else 0; a row whose keys
-// are all masked has lse = −∞ and P = 0, so it contributes nothing (its y is 0 and so is its D).
+// P_tj = exp(s_tj − lse_t) where key j is allowed for query t (kept by the mask, and j ≤ t if causal), else 0; a row
+// whose keys are all masked has lse = −∞ and P = 0, so it contributes nothing (its y is 0 and so is its D).
 
 // D[b,h,t] = Σ_d dy[b,t,h,d]·y[b,t,h,d]. One warp per (b, h, t); grid (ceil(T / ATT_ROWS), B·NH), block 32·ATT_ROWS.
 extern "C" __global__ void KNAME(attention_bwd_delta)(float* __restrict__ delta, const stor_t* __restrict__ dy,
@@ -44,7 +44,7 @@ extern "C" __global__ void KNAME(attention_bwd_delta)(float* __restrict__ delta,
 // Per head-size bound HM (hs ≤ HM; 32, 64 or 128), BT queries and BT keys per tile (64, or 32 for HM 128), 256 threads.
 // Shared memory (floats): BT×(HM+4) tiles of q, k, v (and dy in the backward; columns hs…HM−1 and rows past T are
 // zeros), one BT×(BT+4) tile for P or dS, and three rows of BT (lse, D, key flags; the forward: rescale factors, key
-// flags): (4·BT·(HM+4) + BT·(BT+4) + 3·BT)·4 bytes, at most 88 KB (sm_80 and newer allow 99 KB or more); the forward
+// flags): (4·BT·(HM+4) + BT·(BT+4) + 3·BT)·4 bytes, at most 86 KiB (sm_80 and newer allow 99 KiB or more); the forward
 // needs one tile less. Rows are multiples of 4 floats long, so the inner loops read shared memory as float4/float2 (one
 // load for 4 or 2 values); the +4 spreads a column's rows over the banks. Two thread layouts:
 //   score layout (S and dP, BT×BT): thread (ty, tx) = (tid / 16, tid % 16) holds rows ty + 16a, columns tx + 16b
