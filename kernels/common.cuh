@@ -53,6 +53,14 @@ __device__ __forceinline__ float block_max(float v, float* scratch)
 
 #define NEG_INF (-__int_as_float(0x7f800000))
 
+// ---------------------------------------------------------------- column reductions (parameter gradients)
+// A parameter gradient that sums over the N rows of a batch (a bias, LayerNorm's γ and β, PReLU's slopes) runs in two
+// deterministic stages. One thread per column walking all N rows would leave the GPU nearly idle (768 threads for
+// GPT-2's N = 16384 rows, each a chain of 16384 dependent adds). Stage 1 (grid: column blocks × row chunks) writes
+// float32 partial sums over chunks of COL_ROWS rows, partial[p·M + j] for chunk p; stage 2 (column_partials_add in
+// matmul.cu) adds Σ_p partial[p·M + j], p in order, into the gradient: the same sum every run, one bf16 rounding.
+#define COL_ROWS 64
+
 // ---------------------------------------------------------------- storage type of the op kernels
 // The op kernels of embedding, layernorm, matmul, attention, gelu, residual and crossentropy are written once over
 // `stor_t`: float32, or bf16 when the file is compiled with -DMT_BF16 (the backend's bf16 storage; kernel names then

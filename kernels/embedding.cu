@@ -17,18 +17,21 @@ extern "C" __global__ void KNAME(embedding_fwd)(stor_t* __restrict__ x, const in
     st(x + i, v);
 }
 
-// Deterministic scatter-add: one thread per column c walks the rows in (b, t) order, so a table row hit by several
-// tokens accumulates in the same order as the CPU backend. dwpe: one thread per (t, c) sums over b.
-extern "C" __global__ void KNAME(embedding_bwd_tables)(stor_t* __restrict__ dwte, stor_t* __restrict__ dwtt,
-    const stor_t* __restrict__ dx, const int* __restrict__ ids, const int* __restrict__ types, int N, int C)
+// Table gradient as a gather: the host groups the token positions by table row (a stable counting sort), so that row u
+// of the group list (table row rows[u]) owns positions order[start[u]] … order[start[u+1] − 1], in increasing n. One
+// block per distinct row, threads over the columns: dw[rows[u], c] += Σ_k dx[order[k], c], summed in float32 in token
+// order and added once (deterministic; one bf16 rounding per row). A thread per column walking all N tokens instead
+// would be a chain of N dependent read-modify-writes.
+extern "C" __global__ void KNAME(embedding_bwd_rows)(stor_t* __restrict__ dw, const stor_t* __restrict__ dx,
+    const int* __restrict__ order, const int* __restrict__ start, const int* __restrict__ rows, int C)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    for (int n = 0; n < N; n++)
+    int u = blockIdx.x, k0 = start[u], k1 = start[u + 1];
+    stor_t* dwr = dw + (long long)rows[u] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
     {
-        float g = ld(dx + (long long)n * C + c);
-        add_to(dwte + (long long)ids[n] * C + c, g);
-        if (dwtt) add_to(dwtt + (long long)(types ? types[n] : 0) * C + c, g);
+        float s = 0.0f;
+        for (int k = k0; k < k1; k++) s += ld(dx + (long long)order[k] * C + c);
+        add_to(dwr + c, s);
     }
 }
 
@@ -40,28 +43,3 @@ extern "C" __global__ void KNAME(embedding_bwd_positions)(stor_t* __restrict__ d
     for (int b = 0; b < B; b++) s += ld(dx + (long long)b * T * C + i);
     add_to(dwpe + i, s);
 }
-
-#ifdef MT_BF16
-// bf16 storage: the tables' scatter-add accumulates in a float32 scratch (zeroed by the host), so that a row hit by many
-// tokens is rounded to bf16 once per backward instead of once per token; add_f32_bf16 then adds the scratch into the
-// bf16 gradient. Same thread layout and row order as embedding_bwd_tables.
-extern "C" __global__ void embedding_bwd_tables_f32acc_bf16(float* __restrict__ dwte32, float* __restrict__ dwtt32,
-    const bf16* __restrict__ dx, const int* __restrict__ ids, const int* __restrict__ types, int N, int C)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    for (int n = 0; n < N; n++)
-    {
-        float g = bf16_to_f32(dx[(long long)n * C + c]);
-        dwte32[(long long)ids[n] * C + c] += g;
-        if (dwtt32) dwtt32[(long long)(types ? types[n] : 0) * C + c] += g;
-    }
-}
-
-// dst[i] += src[i] (bf16 += float32, one rounding).
-extern "C" __global__ void add_f32_bf16(bf16* __restrict__ dst, const float* __restrict__ src, long long n)
-{
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = f32_to_bf16(bf16_to_f32(dst[i]) + src[i]);
-}
-#endif

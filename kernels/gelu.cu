@@ -60,18 +60,20 @@ extern "C" __global__ void KNAME(prelu_bwd_dx)(stor_t* __restrict__ dx, const st
     add_to(dx + i, ld(x + i) > 0.0f ? g : ld(a + (int)(i % F)) * g);
 }
 
-// da_f += Σ_n dy·x over the rows where x ≤ 0 (not x > 0: a NaN counts, as on the CPU). One thread per feature, rows in order.
-extern "C" __global__ void KNAME(prelu_bwd_slopes)(stor_t* __restrict__ da, const stor_t* __restrict__ dy, const stor_t* __restrict__ x,
+// da_f += Σ_n dy·x over the rows where x ≤ 0 (not x > 0: a NaN counts, as on the CPU), stage 1 (see common.cuh):
+// partial[p·F + f] over chunks of COL_ROWS rows; column_partials_add (matmul.cu) adds them in.
+extern "C" __global__ void KNAME(prelu_bwd_slopes_partials)(float* __restrict__ partial, const stor_t* __restrict__ dy, const stor_t* __restrict__ x,
     int N, int F)
 {
-    int f = blockIdx.x * blockDim.x + threadIdx.x;
+    int f = blockIdx.x * blockDim.x + threadIdx.x, p = blockIdx.y;
     if (f >= F) return;
+    int n1 = min(N, (p + 1) * COL_ROWS);
     float s = 0.0f;
-    for (int n = 0; n < N; n++)
+    for (int n = p * COL_ROWS; n < n1; n++)
     {
         long long i = (long long)n * F + f;
         float v = ld(x + i);
         if (!(v > 0.0f)) s += ld(dy + i) * v;
     }
-    add_to(da + f, s);
+    partial[(long long)p * F + f] = s;
 }

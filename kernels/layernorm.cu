@@ -46,19 +46,21 @@ extern "C" __global__ void KNAME(layernorm_bwd_dx)(stor_t* __restrict__ dx, cons
     }
 }
 
-// dγ += Σ_n dy·x̂, dβ += Σ_n dy: one thread per column, rows in order (deterministic).
-extern "C" __global__ void KNAME(layernorm_bwd_params)(stor_t* __restrict__ dgamma, stor_t* __restrict__ dbeta, const stor_t* __restrict__ dy,
+// dγ += Σ_n dy·x̂, dβ += Σ_n dy, stage 1 (see common.cuh): partial sums over chunks of COL_ROWS rows, pg[p·C + c] and
+// pb[p·C + c]; column_partials_add (matmul.cu) adds them in. Grid (⌈C / blockDim.x⌉, ⌈N / COL_ROWS⌉).
+extern "C" __global__ void KNAME(layernorm_bwd_params_partials)(float* __restrict__ pg, float* __restrict__ pb, const stor_t* __restrict__ dy,
     const stor_t* __restrict__ x, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int c = blockIdx.x * blockDim.x + threadIdx.x, p = blockIdx.y;
     if (c >= C) return;
+    int n1 = min(N, (p + 1) * COL_ROWS);
     float g = 0.0f, b = 0.0f;
-    for (int n = 0; n < N; n++)
+    for (int n = p * COL_ROWS; n < n1; n++)
     {
         float d = ld(dy + (long long)n * C + c);
         g += d * (ld(x + (long long)n * C + c) - mean[n]) * rstd[n];
         b += d;
     }
-    add_to(dgamma + c, g);
-    add_to(dbeta + c, b);
+    pg[(long long)p * C + c] = g;
+    pb[(long long)p * C + c] = b;
 }

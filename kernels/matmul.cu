@@ -1,6 +1,6 @@
 // matmul.cu: C (+)= op(A)·op(B) with float32 arithmetic (tiled through shared memory), bias add and column sums (for
-// db), the gauge-fixed projection's gathers and identity blocks, and a bf16 tensor-core path (mma.sync m16n8k16,
-// float32 accumulation) for sm_80 and newer. The op kernels use storage stor_t (float32, or bf16 with -DMT_BF16: names
+// db, in two stages), the gauge-fixed projection's gathers and identity blocks, and a bf16 tensor-core path
+// (mma.sync m16n8k16, float32 accumulation) for sm_80 and newer. The op kernels use storage stor_t (float32, or bf16 with -DMT_BF16: names
 // _bf16, see common.cuh); the conversions and the tensor-core kernel are storage-independent and in the float32 build.
 #include "common.cuh"
 
@@ -114,23 +114,25 @@ extern "C" __global__ void KNAME(bias_add)(stor_t* __restrict__ y, const stor_t*
     if (i < (long long)N * M) add_to(y + i, ld(b + i % M));
 }
 
-// acc[j] += Σ_n a[n, j]: one thread per column, rows in order (deterministic).
-extern "C" __global__ void KNAME(column_sums)(stor_t* __restrict__ acc, const stor_t* __restrict__ a, int N, int M)
+// Column sums of a (row stride lda, M columns), stage 1: partial[p·M + j] = Σ a[n·lda + j] over chunk p's rows (see
+// common.cuh). Grid (⌈M / blockDim.x⌉, ⌈N / COL_ROWS⌉). lda > M reads a column block, e.g. the Q part of dqkv [N, 3C].
+extern "C" __global__ void KNAME(column_partials)(float* __restrict__ partial, const stor_t* __restrict__ a, int N, int M, int lda)
 {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    int j = blockIdx.x * blockDim.x + threadIdx.x, p = blockIdx.y;
     if (j >= M) return;
+    int n1 = min(N, (p + 1) * COL_ROWS);
     float s = 0.0f;
-    for (int n = 0; n < N; n++) s += ld(a + (long long)n * M + j);
-    add_to(acc + j, s);
+    for (int n = p * COL_ROWS; n < n1; n++) s += ld(a + (long long)n * lda + j);
+    partial[(long long)p * M + j] = s;
 }
 
-// acc[j] += Σ_n a[n·lda + j] for j < M: column sums of a strided row block (the Q part of dqkv [N, 3C] for db_Q).
-extern "C" __global__ void KNAME(column_sums_strided)(stor_t* __restrict__ acc, const stor_t* __restrict__ a, int N, int M, int lda)
+// Stage 2 of every column reduction: acc[j] += Σ_p partial[p·M + j] over the P chunks, in order.
+extern "C" __global__ void KNAME(column_partials_add)(stor_t* __restrict__ acc, const float* __restrict__ partial, int P, int M)
 {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= M) return;
     float s = 0.0f;
-    for (int n = 0; n < N; n++) s += ld(a + (long long)n * lda + j);
+    for (int p = 0; p < P; p++) s += partial[(long long)p * M + j];
     add_to(acc + j, s);
 }
 

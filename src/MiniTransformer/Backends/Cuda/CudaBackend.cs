@@ -191,6 +191,23 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         return b;
     }
 
+    // Column reductions (bias, LayerNorm and PReLU parameter gradients) in two deterministic stages (kernels/common.cuh):
+    // stage 1 writes ColumnChunks(N) float32 partial sums per column, column_partials_add adds them into the gradient.
+    const int ColumnRows = 64;   // COL_ROWS in common.cuh
+    static int ColumnChunks(int N) => Math.Max(1, (N + ColumnRows - 1) / ColumnRows);
+    static (uint, uint, uint) ColumnGrid(int M, int N) => G(CudaDevice.Blocks(M, Block), (uint)ColumnChunks(N));
+
+    void AddColumnPartials(DeviceBuffer acc, ulong partial, int N, int M) =>
+        Op("matmul.cu", "column_partials_add", G(CudaDevice.Blocks(M, Block)), Block, 0, acc, partial, ColumnChunks(N), M);
+
+    /// <summary>acc[j] += Σ_n a[n·lda + j] for j &lt; M (a bias gradient, or a column block of one).</summary>
+    void ColumnSums(DeviceBuffer acc, ulong a, int N, int M, int lda)
+    {
+        var partial = Scratch("columns.partial", 4L * ColumnChunks(N) * M);
+        Op("matmul.cu", "column_partials", ColumnGrid(M, N), Block, 0, partial, a, N, M, lda);
+        AddColumnPartials(acc, partial.Ptr, N, M);
+    }
+
     /// <summary>Host ints copied to a scratch buffer (the upload waits, so the buffer may be reused by the next op).</summary>
     DeviceBuffer Ints(string name, ReadOnlySpan<int> v)
     {
@@ -218,26 +235,45 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
     {
         Begin();
         var ddx = In(dx);
-        var dids = Ints("ids", ids);
-        var dtypes = types.IsEmpty ? null : Ints("types", types);
-        if (bf)
+        TableRowsBackward("wte", InOut(dWte), ddx, ids, dWte.Length / C, C);
+        if (dWtt is not null)
         {
-            // bf16: scatter into a float32 scratch (one rounding per table entry, not one per token), then add it in
-            long nte = dWte.Length, ntt = dWtt?.Length ?? 0;
-            var acc = Scratch("embedding.acc", 4 * (nte + ntt));
-            Device.Zero(acc, 4 * (nte + ntt));
-            Device.Launch("embedding.cu#bf16", "embedding_bwd_tables_f32acc_bf16", G(CudaDevice.Blocks(C, 64)), 64, 0,
-                acc, dWtt is null ? null : At4(acc, nte), ddx, dids, dtypes, B * T, C);
-            Device.Launch("embedding.cu#bf16", "add_f32_bf16", G(CudaDevice.Blocks(nte, Block)), Block, 0, InOut(dWte), acc, nte);
-            if (dWtt is not null)
-                Device.Launch("embedding.cu#bf16", "add_f32_bf16", G(CudaDevice.Blocks(ntt, Block)), Block, 0, InOut(dWtt), At4(acc, nte), ntt);
+            int n = B * T;
+            int[]? zeros = types.IsEmpty ? new int[n] : null;   // no types given: type 0 everywhere
+            TableRowsBackward("wtt", InOut(dWtt), ddx, zeros ?? types, dWtt.Length / C, C);
         }
-        else
-            Op("embedding.cu", "embedding_bwd_tables", G(CudaDevice.Blocks(C, 64)), 64, 0,
-                InOut(dWte), InOutOpt(dWtt), ddx, dids, dtypes, B * T, C);
         Op("embedding.cu", "embedding_bwd_positions", G(CudaDevice.Blocks((long)T * C, Block)), Block, 0,
             InOut(dWpe), ddx, B, T, C);
         Done();
+    }
+
+    /// <summary>
+    /// dw[ids[n], :] += dx[n, :] for every token n, as a gather (embedding_bwd_rows): the positions grouped by table row
+    /// with a stable counting sort on the host, uploaded as [order (N) | start (U + 1) | rows (U)] for the U rows hit.
+    /// </summary>
+    void TableRowsBackward(string table, DeviceBuffer dw, DeviceBuffer dx, ReadOnlySpan<int> ids, long rowsInTable, int C)
+    {
+        int n = ids.Length;
+        var count = new int[rowsInTable + 1];
+        foreach (int id in ids)
+        {
+            if ((uint)id >= (ulong)rowsInTable) throw new InputException($"token id {id} is outside the {table} table of {rowsInTable} rows");
+            count[id + 1]++;
+        }
+        int used = 0;
+        for (long r = 1; r <= rowsInTable; r++) { if (count[r] > 0) used++; count[r] += count[r - 1]; }   // count[r] = first slot of row r
+        var lists = new int[n + 2 * used + 1];
+        var order = lists.AsSpan(0, n);
+        var next = (int[])count.Clone();
+        for (int i = 0; i < n; i++) order[next[ids[i]]++] = i;                 // stable: positions in increasing n per row
+        Span<int> start = lists.AsSpan(n, used + 1), rows = lists.AsSpan(n + used + 1, used);
+        int u = 0;
+        for (long r = 0; r < rowsInTable; r++)
+            if (count[r + 1] > count[r]) { start[u] = count[r]; rows[u] = (int)r; u++; }
+        start[used] = n;
+        if (used == 0) return;
+        var d = Ints("embedding." + table, lists);
+        Op("embedding.cu", "embedding_bwd_rows", G((uint)used), Block, 0, dw, dx, d.Ptr, At4(d, n), At4(d, n + used + 1), C);
     }
 
     // ------------------------------------------------------------------ layernorm
@@ -258,8 +294,11 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         var (ddy, dxx, dmean, drstd) = (In(dy), In(x), In(mean, f32: true), In(rstd, f32: true));
         Op("layernorm.cu", "layernorm_bwd_dx", G(CudaDevice.Blocks(N, 4)), 128, 0,
             InOut(dx), ddy, dxx, In(gamma), dmean, drstd, N, C);
-        Op("layernorm.cu", "layernorm_bwd_params", G(CudaDevice.Blocks(C, 64)), 64, 0,
-            InOut(dGamma), InOut(dBeta), ddy, dxx, dmean, drstd, N, C);
+        var partial = Scratch("columns.partial", 8L * ColumnChunks(N) * C);   // γ's partials, then β's
+        ulong pg = partial.Ptr, pb = At4(partial, (long)ColumnChunks(N) * C);
+        Op("layernorm.cu", "layernorm_bwd_params_partials", ColumnGrid(C, N), Block, 0, pg, pb, ddy, dxx, dmean, drstd, N, C);
+        AddColumnPartials(InOut(dGamma), pg, N, C);
+        AddColumnPartials(InOut(dBeta), pb, N, C);
         Done();
     }
 
@@ -331,7 +370,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
             Sgemm(ddW, ddy, dxx, M, K, N, M, K, K, true, false, true);                         // dW += dyᵀ·x
         }
         if (db is not null)
-            Op("matmul.cu", "column_sums", G(CudaDevice.Blocks(M, 64)), 64, 0, InOut(db), ddy, N, M);
+            ColumnSums(InOut(db), ddy.Ptr, N, M, M);
         Done();
     }
 
@@ -453,7 +492,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         Op("matmul.cu", "fixed_qkv_pivot_bwd", G(CudaDevice.Blocks((long)N * C, Block)), Block, 0,
             ddx, ddy, plan.InvStart, plan.InvCols, N, C);
         // db_Q += Σ_n dq[n, :] (b_K and b_V are fixed: no gradient)
-        Op("matmul.cu", "column_sums_strided", G(CudaDevice.Blocks(C, 64)), 64, 0, ddb, ddy, N, C, C3);
+        ColumnSums(ddb, ddy.Ptr, N, C, C3);
         Done();
     }
 
@@ -559,7 +598,9 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         Begin();
         var (ddy, dxx, da) = (In(dy), In(x), In(slopes));
         Op("gelu.cu", "prelu_bwd_dx", G(CudaDevice.Blocks((long)N * Fdim, Block)), Block, 0, InOut(dx), ddy, dxx, da, N, Fdim);
-        Op("gelu.cu", "prelu_bwd_slopes", G(CudaDevice.Blocks(Fdim, 64)), 64, 0, InOut(dslopes), ddy, dxx, N, Fdim);
+        var partial = Scratch("columns.partial", 4L * ColumnChunks(N) * Fdim);
+        Op("gelu.cu", "prelu_bwd_slopes_partials", ColumnGrid(Fdim, N), Block, 0, partial, ddy, dxx, N, Fdim);
+        AddColumnPartials(InOut(dslopes), partial.Ptr, N, Fdim);
         Done();
     }
 
