@@ -415,14 +415,19 @@ public static class CudaSelfTest
         return r;
     }
 
+    /// <summary>How the whole-model cases round their initial weights: to float32, or to bf16 when the backend under
+    /// test stores bf16 (the weights it holds are then exactly the reference's). Set by <see cref="Run"/>.</summary>
+    [ThreadStatic] static Func<float, float>? storageRoundOrNull;
+    static Func<float, float> storageRound { get => storageRoundOrNull ?? (f => f); set => storageRoundOrNull = value; }
+
     static Gpt2<F> SmallGpt2<F>(IBackend<F> be, int V, int C, int NH, int L, int T, bool tied) where F : unmanaged, IFloatingPointIeee754<F>
     {
         var cfg = new Gpt2Config(V, T + 4, C, L, NH, 1e-5, null, tied);
         var model = new Gpt2<F>(cfg, be);
         model.InitializeRandom(1234);
-        // Round the weights to float so both precisions start from the same values.
+        // Round the weights to the storage under test (float, or bf16) so that both sides compute with the same model.
         foreach (var p in model.Parameters)
-            for (int i = 0; i < p.Value.Length; i++) p.Value.Data[i] = F.CreateTruncating((float)double.CreateTruncating(p.Value.Data[i]));
+            for (int i = 0; i < p.Value.Length; i++) p.Value.Data[i] = F.CreateTruncating(storageRound((float)double.CreateTruncating(p.Value.Data[i])));
         return model;
     }
 
@@ -485,6 +490,7 @@ public static class CudaSelfTest
     {
         var results = new List<SelfTestResult>();
         bool bf16 = backend is CudaBackend { Storage: DType.BF16 };
+        storageRound = bf16 ? BFloat16.Round : f => f;
         foreach (var (op, name, f32, f64) in Cases())
         {
             if (filter is not null && !filter($"{op} {name}")) continue;
