@@ -316,11 +316,49 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
 
 #ifdef MT_BF16
 // ---------------------------------------------------------------- bf16-storage GEMM on tensor cores (sm_80+)
+// One MM_BM × MM_BK tile of an operand into shared memory as S[r][k] (k contiguous, padded rows of MM_LD), from a
+// row-major matrix X whose element (r, k) of the tile — global row r0 + r of op(X)'s outer dimension, global k0 + k —
+// lies at X[row·ld + k] (kContig) or X[k·ld + row] (the transposed storage). Out-of-range rows (≥ R) and k (≥ K) read
+// as 0, so any M, N, K works. Each thread moves groups of 8 elements that are consecutive in memory: with `vec` (ld a
+// multiple of 8 and X 16-byte aligned) and the group in range, one 16-byte load; else 8 predicated loads. 256 threads ×
+// 2 groups cover the 128 × 32 tile; consecutive threads read consecutive addresses.
+__device__ __forceinline__ void load_tile_bf16(bf16* S, const bf16* X, long long ld, bool kContig, bool vec,
+    long long r0, int R, int k0, int K, int tid)
+{
+    #pragma unroll
+    for (int h = 0; h < 2; h++)
+    {
+        int g = tid + h * 256;
+        if (kContig)
+        {
+            int r = g >> 2, k = (g & 3) * 8;                 // 4 groups of 8 k per row
+            long long row = r0 + r;
+            bf16* dst = S + r * MM_LD + k;
+            if (vec && row < R && k0 + k + 8 <= K)
+                *(uint4*)dst = *(const uint4*)(X + row * ld + k0 + k);
+            else
+                for (int i = 0; i < 8; i++)
+                    dst[i] = row < R && k0 + k + i < K ? X[row * ld + k0 + k + i] : (bf16)0;
+        }
+        else
+        {
+            int r = (g & 15) * 8, k = g >> 4;               // 16 groups of 8 rows per k
+            long long row = r0 + r;
+            union { uint4 u; bf16 h[8]; } v;
+            if (vec && k0 + k < K && row + 8 <= R)
+                v.u = *(const uint4*)(X + (long long)(k0 + k) * ld + row);
+            else
+                for (int i = 0; i < 8; i++)
+                    v.h[i] = k0 + k < K && row + i < R ? X[(long long)(k0 + k) * ld + row + i] : (bf16)0;
+            for (int i = 0; i < 8; i++) S[(r + i) * MM_LD + k] = v.h[i];
+        }
+    }
+}
+
 // C[M,N] (+)= op(A)·op(B) with sgemm's conventions (op(A)(i,k) = transA ? A[k·lda + i] : A[i·lda + k], op(B)(k,j) =
 // transB ? B[j·ldb + k] : B[k·ldb + j]), bf16 in and out, float32 accumulation (mma.sync m16n8k16), the accumulate
-// read-modify-write in float32 before one rounding. Requires M % 128 == 0, N % 128 == 0, K % 32 == 0 and an sm_80+
-// device (the host checks, else it uses sgemm_f32_bf16). The tiles are loaded element by element so that any
-// transpose lands in As[m][k] / Bs[n][k]; consecutive threads read consecutive addresses of the stored matrix.
+// read-modify-write in float32 before one rounding. Any M, N, K > 0 (edge tiles are zero-filled, their stores
+// predicated); grid (⌈N / 128⌉, ⌈M / 128⌉), 256 threads. The host uses it for every bf16 GEMM on an sm_80+ device.
 extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict__ Cm, const bf16* __restrict__ A,
     const bf16* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
 {
@@ -331,6 +369,8 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
     int wm = warp >> 2, wn = warp & 3;             // warp tile origin: rows wm·64, cols wn·32
     int g = lane >> 2, t4 = lane & 3;
     long long i0 = (long long)blockIdx.y * MM_BM, j0 = (long long)blockIdx.x * MM_BN;
+    bool vecA = (lda & 7) == 0 && ((unsigned long long)A & 15) == 0;
+    bool vecB = (ldb & 7) == 0 && ((unsigned long long)Bm & 15) == 0;
 
     float acc[4][4][4];
     #pragma unroll
@@ -342,18 +382,8 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
 
     for (int k0 = 0; k0 < K; k0 += MM_BK)
     {
-        // 128 × 32 = 4096 elements per tile, 16 per thread.
-        #pragma unroll 4
-        for (int r = 0; r < 16; r++)
-        {
-            int e = tid + r * 256;
-            int m, k;
-            if (transA) { m = e % MM_BM; k = e / MM_BM; } else { m = e / MM_BK; k = e % MM_BK; }
-            As[m * MM_LD + k] = transA ? A[(long long)(k0 + k) * lda + i0 + m] : A[(i0 + m) * lda + k0 + k];
-            int n;
-            if (transB) { n = e / MM_BK; k = e % MM_BK; } else { n = e % MM_BN; k = e / MM_BN; }
-            Bs[n * MM_LD + k] = transB ? Bm[(j0 + n) * ldb + k0 + k] : Bm[(long long)(k0 + k) * ldb + j0 + n];
-        }
+        load_tile_bf16(As, A, lda, !transA, vecA, i0, M, k0, K, tid);
+        load_tile_bf16(Bs, Bm, ldb, transB != 0, vecB, j0, N, k0, K, tid);
         __syncthreads();
         warp_tile_mma(acc, As, Bs, wm, wn, g, t4);
         __syncthreads();   // the next tile overwrites As / Bs
@@ -368,7 +398,9 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
             #pragma unroll
             for (int h = 0; h < 4; h++)   // h: (row r, col c), (r, c+1), (r+8, c), (r+8, c+1)
             {
-                long long o = (r + (h >> 1) * 8) * ldc + c + (h & 1);
+                long long rr = r + (h >> 1) * 8, cc = c + (h & 1);
+                if (rr >= M || cc >= N) continue;
+                long long o = rr * ldc + cc;
                 float v = acc[mi][ni][h];
                 if (accumulate) v += bf16_to_f32(Cm[o]);
                 Cm[o] = f32_to_bf16(v);

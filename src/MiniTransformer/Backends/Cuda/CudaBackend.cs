@@ -311,14 +311,15 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
 
     /// <summary>
     /// The same on raw device addresses (e.g. a column block of a wider matrix: pointer + offset, its row stride as ld).
-    /// With bf16 storage on an sm_80+ device, shapes with M and N multiples of 128 and K of 32 run on the tensor cores
-    /// (gemm_tc_bf16, mma.sync); the rest, and float32 storage, on the SIMT kernel.
+    /// With bf16 storage on an sm_80+ device every shape runs on the tensor cores (gemm_tc_bf16, mma.sync; edge tiles
+    /// zero-filled, e.g. GPT-2's vocabulary of 50257); float32 storage on the SIMT kernel.
     /// </summary>
     public void Sgemm(ulong c, ulong a, ulong b, int M, int N, int K, int lda, int ldb, int ldc,
         bool transA, bool transB, bool accumulate)
     {
-        if (TensorCores && M % 128 == 0 && N % 128 == 0 && K % 32 == 0 && K > 0)
-            Device.Launch("matmul.cu#bf16", "gemm_tc_bf16", G((uint)(N / 128), (uint)(M / 128)), 256, 0,
+        if (M == 0 || N == 0) return;
+        if (TensorCores && K > 0)
+            Device.Launch("matmul.cu#bf16", "gemm_tc_bf16", G(CudaDevice.Blocks(N, 128), CudaDevice.Blocks(M, 128)), 256, 0,
                 c, a, b, M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0);
         else
             Op("matmul.cu", "sgemm_f32", G(CudaDevice.Blocks(N, 64), CudaDevice.Blocks(M, 64)), 256, 0,
@@ -326,7 +327,7 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
     }
 
     /// <summary>
-    /// Whether bf16 GEMMs of aligned shapes use the tensor cores: bf16 storage on sm_80 or newer, unless MT_CUDA_TC=0 (to
+    /// Whether bf16 GEMMs use the tensor cores: bf16 storage on sm_80 or newer, unless MT_CUDA_TC=0 (to
     /// tell a tensor-core fault from a SIMT one).
     /// </summary>
     public bool TensorCores => bf && Device.Major >= 8 && Environment.GetEnvironmentVariable("MT_CUDA_TC") != "0";

@@ -44,7 +44,8 @@ public static class CudaSelfTest
                  {
                      (7, 19, 23, WeightLayout.InOut, true), (7, 19, 23, WeightLayout.OutIn, true), (1, 5, 3, WeightLayout.OutIn, false),
                      (16, 64, 128, WeightLayout.InOut, true), (64, 96, 200, WeightLayout.OutIn, true), (130, 67, 129, WeightLayout.InOut, false),
-                     (256, 256, 768, WeightLayout.InOut, true), (128, 256, 384, WeightLayout.OutIn, true),   // aligned: bf16 tensor cores
+                     (256, 256, 768, WeightLayout.InOut, true), (128, 256, 384, WeightLayout.OutIn, true),   // whole 128×128×32 tiles
+                     (136, 64, 200, WeightLayout.OutIn, true), (136, 64, 200, WeightLayout.InOut, false),     // ragged edges, 16-byte rows (like GPT-2's vocabulary)
                  })
             yield return Both("matmul", $"N{N} K{K} M{M} {lay}{(bias ? " bias" : "")}", be => Matmul(be, N, K, M, lay, bias));
         foreach (var (B, T, C, NH, causal, masked) in new[]
