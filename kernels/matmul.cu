@@ -316,41 +316,53 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
 
 #ifdef MT_BF16
 // ---------------------------------------------------------------- bf16-storage GEMM on tensor cores (sm_80+)
-// One MM_BM × MM_BK tile of an operand into shared memory as S[r][k] (k contiguous, padded rows of MM_LD), from a
-// row-major matrix X whose element (r, k) of the tile — global row r0 + r of op(X)'s outer dimension, global k0 + k —
-// lies at X[row·ld + k] (kContig) or X[k·ld + row] (the transposed storage). Out-of-range rows (≥ R) and k (≥ K) read
-// as 0, so any M, N, K works. Each thread moves groups of 8 elements that are consecutive in memory: with `vec` (ld a
-// multiple of 8 and X 16-byte aligned) and the group in range, one 16-byte load; else 8 predicated loads. 256 threads ×
-// 2 groups cover the 128 × 32 tile; consecutive threads read consecutive addresses.
-__device__ __forceinline__ void load_tile_bf16(bf16* S, const bf16* X, long long ld, bool kContig, bool vec,
+// One MM_BM × MM_BK tile of an operand, moved in two steps so that the global loads of the next tile overlap the
+// tensor-core work on this one: fetch_tile_bf16 (global → 2 registers of 8 bf16 per thread), store_tile_bf16 (→ shared
+// memory as S[r][k], k contiguous, padded rows of MM_LD). Element (r, k) of the tile — global row r0 + r of op(X)'s outer
+// dimension, global k0 + k — lies at X[row·ld + k] (kContig) or X[k·ld + row] (the transposed storage). Out-of-range
+// rows (≥ R) and k (≥ K) read as 0, so any M, N, K works. Each thread moves 2 groups of 8 elements consecutive in
+// memory: with `vec` (ld a multiple of 8, X 16-byte aligned) and the group in range, one 16-byte load; else 8
+// predicated loads. Consecutive threads read consecutive addresses.
+__device__ __forceinline__ void tile_group(int g, bool kContig, int& r, int& k)
+{
+    if (kContig) { r = g >> 2; k = (g & 3) * 8; }        // 4 groups of 8 k per row
+    else { r = (g & 15) * 8; k = g >> 4; }               // 16 groups of 8 rows per k
+}
+
+__device__ __forceinline__ void fetch_tile_bf16(uint4* v, const bf16* X, long long ld, bool kContig, bool vec,
     long long r0, int R, int k0, int K, int tid)
 {
     #pragma unroll
     for (int h = 0; h < 2; h++)
     {
-        int g = tid + h * 256;
-        if (kContig)
-        {
-            int r = g >> 2, k = (g & 3) * 8;                 // 4 groups of 8 k per row
-            long long row = r0 + r;
-            bf16* dst = S + r * MM_LD + k;
-            if (vec && row < R && k0 + k + 8 <= K)
-                *(uint4*)dst = *(const uint4*)(X + row * ld + k0 + k);
-            else
-                for (int i = 0; i < 8; i++)
-                    dst[i] = row < R && k0 + k + i < K ? X[row * ld + k0 + k + i] : (bf16)0;
-        }
+        int r, k;
+        tile_group(tid + h * 256, kContig, r, k);
+        long long row = r0 + r;
+        int kk = k0 + k;
+        union { uint4 u; bf16 e[8]; } t;
+        if (kContig ? vec && row < R && kk + 8 <= K : vec && kk < K && row + 8 <= R)
+            t.u = *(const uint4*)(kContig ? X + row * ld + kk : X + (long long)kk * ld + row);
+        else
+            for (int i = 0; i < 8; i++)
+                t.e[i] = kContig ? (row < R && kk + i < K ? X[row * ld + kk + i] : (bf16)0)
+                                 : (kk < K && row + i < R ? X[(long long)kk * ld + row + i] : (bf16)0);
+        v[h] = t.u;
+    }
+}
+
+__device__ __forceinline__ void store_tile_bf16(bf16* S, const uint4* v, bool kContig, int tid)
+{
+    #pragma unroll
+    for (int h = 0; h < 2; h++)
+    {
+        int r, k;
+        tile_group(tid + h * 256, kContig, r, k);
+        if (kContig) *(uint4*)(S + r * MM_LD + k) = v[h];   // 16-byte aligned: MM_LD·2 = 80 bytes a row, k a multiple of 8
         else
         {
-            int r = (g & 15) * 8, k = g >> 4;               // 16 groups of 8 rows per k
-            long long row = r0 + r;
-            union { uint4 u; bf16 h[8]; } v;
-            if (vec && k0 + k < K && row + 8 <= R)
-                v.u = *(const uint4*)(X + (long long)(k0 + k) * ld + row);
-            else
-                for (int i = 0; i < 8; i++)
-                    v.h[i] = k0 + k < K && row + i < R ? X[(long long)(k0 + k) * ld + row + i] : (bf16)0;
-            for (int i = 0; i < 8; i++) S[(r + i) * MM_LD + k] = v.h[i];
+            union { uint4 u; bf16 e[8]; } t;
+            t.u = v[h];
+            for (int i = 0; i < 8; i++) S[(r + i) * MM_LD + k] = t.e[i];
         }
     }
 }
@@ -358,17 +370,20 @@ __device__ __forceinline__ void load_tile_bf16(bf16* S, const bf16* X, long long
 // C[M,N] (+)= op(A)·op(B) with sgemm's conventions (op(A)(i,k) = transA ? A[k·lda + i] : A[i·lda + k], op(B)(k,j) =
 // transB ? B[j·ldb + k] : B[k·ldb + j]), bf16 in and out, float32 accumulation (mma.sync m16n8k16), the accumulate
 // read-modify-write in float32 before one rounding. Any M, N, K > 0 (edge tiles are zero-filled, their stores
-// predicated); grid (⌈N / 128⌉, ⌈M / 128⌉), 256 threads. The host uses it for every bf16 GEMM on an sm_80+ device.
+// predicated); grid (⌈N / 128⌉, ⌈M / 128⌉), 256 threads. Two shared-memory stages: tile k+1 is fetched into registers
+// while the tensor cores work on tile k, so one barrier per tile suffices (a warp writing stage s again has passed the
+// barrier that every warp reached only after its mma on s). The host uses it for every bf16 GEMM on an sm_80+ device.
 extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict__ Cm, const bf16* __restrict__ A,
     const bf16* __restrict__ Bm, int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB, int accumulate)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    __shared__ __align__(16) bf16 As[MM_BM * MM_LD];
-    __shared__ __align__(16) bf16 Bs[MM_BN * MM_LD];
+    __shared__ __align__(16) bf16 As[2][MM_BM * MM_LD];
+    __shared__ __align__(16) bf16 Bs[2][MM_BN * MM_LD];
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     int wm = warp >> 2, wn = warp & 3;             // warp tile origin: rows wm·64, cols wn·32
     int g = lane >> 2, t4 = lane & 3;
     long long i0 = (long long)blockIdx.y * MM_BM, j0 = (long long)blockIdx.x * MM_BN;
+    bool aK = !transA, bK = transB != 0;           // which operands are stored with k contiguous
     bool vecA = (lda & 7) == 0 && ((unsigned long long)A & 15) == 0;
     bool vecB = (ldb & 7) == 0 && ((unsigned long long)Bm & 15) == 0;
 
@@ -380,13 +395,22 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
             #pragma unroll
             for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
 
+    uint4 ra[2], rb[2];
+    fetch_tile_bf16(ra, A, lda, aK, vecA, i0, M, 0, K, tid);
+    fetch_tile_bf16(rb, Bm, ldb, bK, vecB, j0, N, 0, K, tid);
+    int stage = 0;
     for (int k0 = 0; k0 < K; k0 += MM_BK)
     {
-        load_tile_bf16(As, A, lda, !transA, vecA, i0, M, k0, K, tid);
-        load_tile_bf16(Bs, Bm, ldb, transB != 0, vecB, j0, N, k0, K, tid);
-        __syncthreads();
-        warp_tile_mma(acc, As, Bs, wm, wn, g, t4);
-        __syncthreads();   // the next tile overwrites As / Bs
+        store_tile_bf16(As[stage], ra, aK, tid);
+        store_tile_bf16(Bs[stage], rb, bK, tid);
+        __syncthreads();   // stage written: every warp may read it
+        if (k0 + MM_BK < K)
+        {
+            fetch_tile_bf16(ra, A, lda, aK, vecA, i0, M, k0 + MM_BK, K, tid);
+            fetch_tile_bf16(rb, Bm, ldb, bK, vecB, j0, N, k0 + MM_BK, K, tid);
+        }
+        warp_tile_mma(acc, As[stage], Bs[stage], wm, wn, g, t4);
+        stage ^= 1;
     }
     #pragma unroll
     for (int mi = 0; mi < 4; mi++)
