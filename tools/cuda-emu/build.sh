@@ -24,14 +24,17 @@ for cu in "$kernels"/*.cu; do
             | sed -e 's/extern "C"//g' \
                   -e 's/extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_0-9]*\) \([A-Za-z_0-9]*\)\[\];/\2* \3 = (\2*)emu_dynamic_shared();/g' \
             > "$out/gen/$unit.ii"
-        names=$(grep -oP '__global__\s+void\s+(__launch_bounds__\s*\([^)]*\)\s*)?\K\w+' "$out/gen/$unit.ii" || true)
+        # "name (bound)" per kernel: its __launch_bounds__ argument list, "(0)" when it has none
+        kernels=$(perl -ne 'while (/__global__\s+void\s+(?:__launch_bounds__\s*(\((?:[^()]++|(?1))*\))\s*)?(\w+)\s*\(/g) { print "$2 ", ($1 // "(0)"), "\n" }' "$out/gen/$unit.ii")
         {
             echo "#include \"cuda_emu.h\""
             echo "namespace emu_$unit {"
             echo "#include \"$unit.ii\""
             echo "}"
             echo "static const emu_kernel_entry entries[] = {"
-            for n in $names; do echo "    {\"$n\", &emu_invoker<&emu_$unit::$n>::invoke},"; done
+            while read -r n bound; do
+                [ -n "$n" ] && echo "    {\"$n\", &emu_invoker<&emu_$unit::$n>::invoke, emu_bound$bound},"
+            done <<< "$kernels"
             echo "};"
             echo "__attribute__((constructor)) static void register_kernels() { emu_register(\"$label\", entries, (int)(sizeof entries / sizeof entries[0])); }"
         } > "$out/gen/$unit.cpp"

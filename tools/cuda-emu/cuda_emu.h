@@ -148,7 +148,8 @@ inline void emu_mma_bf16_16816(float* d, const unsigned* a, const unsigned* b)
 
 // ---------------------------------------------------------------- registration (generated per kernel file)
 typedef void (*emu_invoker_t)(void** params);
-struct emu_kernel_entry { const char* name; emu_invoker_t invoke; };
+struct emu_kernel_entry { const char* name; emu_invoker_t invoke; int maxThreads; };   // maxThreads: __launch_bounds__, 0 if none
+constexpr int emu_bound(int maxThreads, int = 0, int = 0) { return maxThreads; }
 void emu_register(const char* build, const emu_kernel_entry* entries, int count);
 
 // Calls a kernel with the driver's parameter array: params[i] points at the i-th argument's bytes.

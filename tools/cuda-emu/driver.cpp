@@ -27,7 +27,13 @@
 
 // ---------------------------------------------------------------- kernel registry (filled by the generated files)
 namespace {
-struct KernelInfo { std::string build; emu_invoker_t invoke; };
+struct KernelInfo
+{
+    std::string build;
+    emu_invoker_t invoke;
+    int maxThreads;                      // __launch_bounds__ (0: none)
+    int maxDynamicShared = 48 * 1024;    // raised by cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)
+};
 std::map<std::string, KernelInfo>& registry() { static std::map<std::string, KernelInfo> r; return r; }
 std::string duplicateError;
 }
@@ -36,7 +42,7 @@ void emu_register(const char* build, const emu_kernel_entry* entries, int count)
 {
     for (int i = 0; i < count; i++)
     {
-        auto [it, fresh] = registry().emplace(entries[i].name, KernelInfo{build, entries[i].invoke});
+        auto [it, fresh] = registry().emplace(entries[i].name, KernelInfo{build, entries[i].invoke, entries[i].maxThreads});
         // A storage-independent kernel is in both builds of its file (f32 and #bf16): either serves. The same name
         // in two different files would be ambiguous.
         std::string a = it->second.build.substr(0, it->second.build.find('#')), b = std::string(build).substr(0, std::string(build).find('#'));
@@ -402,14 +408,40 @@ EXPORT int cuModuleGetFunction(void** f, void*, const char* name)
     *f = &*it;
     return Success;
 }
-EXPORT int cuFuncSetAttribute(void*, int, int) { return Success; }
+// The emulated device is an sm_80 part: at most 163 KB of dynamic shared memory per block, after opting in.
+constexpr int OptInSharedBytes = 163 * 1024;
+EXPORT int cuFuncSetAttribute(void* f, int attribute, int value)
+{
+    auto& info = ((std::pair<const std::string, KernelInfo>*)f)->second;
+    if (attribute == 8)   // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    {
+        if (value < 0 || value > OptInSharedBytes) return InvalidValue;
+        info.maxDynamicShared = value;
+    }
+    return Success;
+}
 
 EXPORT int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
     unsigned sharedBytes, void*, void** params, void**)
 {
     auto& entry = *(std::pair<const std::string, KernelInfo>*)f;
     unsigned threads = bx * by * bz;
-    if (threads == 0 || threads > MaxThreads || gx == 0 || gy == 0 || gz == 0) return InvalidValue;
+    // The launch checks a device makes: block size (and the kernel's own __launch_bounds__), grid limits, dynamic
+    // shared memory within what the function was allowed.
+    std::string bad;
+    if (threads == 0 || threads > MaxThreads) bad = format("%u threads per block (1 to %d)", threads, MaxThreads);
+    else if (entry.second.maxThreads > 0 && (int)threads > entry.second.maxThreads)
+        bad = format("%u threads per block, over its __launch_bounds__(%d)", threads, entry.second.maxThreads);
+    else if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535) bad = format("grid (%u,%u,%u)", gx, gy, gz);
+    else if ((int)sharedBytes > entry.second.maxDynamicShared)
+        bad = format("%u bytes of dynamic shared memory, over the function's limit of %d (cuFuncSetAttribute raises it up to %d)",
+            sharedBytes, entry.second.maxDynamicShared, OptInSharedBytes);
+    if (!bad.empty())
+    {
+        lastLaunchError = "launch of " + entry.first + " refused: " + bad;
+        std::fprintf(stderr, "cuda-emu: %s\n", lastLaunchError.c_str());
+        return LaunchFailed;
+    }
     std::lock_guard<std::mutex> g(launchGate);
     static Launch L;   // large (warp slots): one, reused
     L.name = entry.first;

@@ -150,6 +150,17 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
         Assert.Matches(@"cuda-emu: kernel residual_fwd, block \(\d+,0,0\), thread \d+: invalid address", text);
     }
 
+    [EmulatorFact]
+    public void ALaunchOverTheKernelsLaunchBoundsIsRefused()
+    {
+        // A device refuses a block larger than the kernel's __launch_bounds__; so does the emulator, naming both.
+        string driver = Mutant("matmul.cu", "__launch_bounds__(256) gemm_tc_bf16", "__launch_bounds__(128) gemm_tc_bf16");
+        var (rc, text) = emu.Mt(driver, "up", "kernels", "selftest", "--dtype", "bf16", "--filter", "N7 K19 M23 InOut");
+        output.WriteLine(text);
+        Assert.NotEqual(0, rc);
+        Assert.Contains("launch of gemm_tc_bf16 refused: 256 threads per block, over its __launch_bounds__(128)", text);
+    }
+
     /// <summary>An emulator built from a copy of kernels/ with one edit; returns its driver library.</summary>
     string Mutant(string file, string from, string to)
     {
