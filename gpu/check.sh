@@ -6,6 +6,8 @@
 # Results go to DIR (default: $OUT if set, else gpu/results): compile.json selftest.json selftest_bf16.json
 # gauge_verify_{gpt2,bert}.txt bench.json torch.json
 # check.md (the table) and check.log. Exit 0 only if every kernel compiled and every op passed.
+# CHECK_TINY=1: the timings at tiny shapes (mt kernels bench --tiny, torch_bench.py --tiny): a dry run of the whole
+# script without a GPU, on the CPU emulator of the CUDA driver (MT_CUDA_DRIVER=tools/cuda-emu/out/libcuda.so.1).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -76,10 +78,12 @@ run() {
     timeout 120 "$mt" gauge verify --model "/tmp/mt-gv-$arch" --dtype f32 --device cuda 2>&1 | tee "$out/gauge_verify_$arch.txt" >>"$log" \
       || { rc=1; say "gauge verify ($arch) on cuda failed (see gauge_verify_$arch.txt)"; }
   done
-  say "== bench: our kernels and GPT-2 124M step (B16 T1024, f32 and bf16 storage)   ($((SECONDS - t0)) s)"
-  timeout 240 "$mt" kernels bench --batch 16 --seq 1024 --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
-  say "== bench: PyTorch / cuBLAS, and a PyTorch GPT-2 124M step (B16 T1024, f32 and bf16 autocast)   ($((SECONDS - t0)) s)"
-  timeout 180 python3 "$dist/torch_bench.py" --batch 16 --seq 1024 > "$out/torch.json" 2>>"$log" || say "torch_bench.py failed (see log)"
+  local shapes=(--batch 16 --seq 1024) what="GPT-2 124M step (B16 T1024"
+  [[ -n "${CHECK_TINY:-}" ]] && { shapes=(--tiny); what="tiny shapes, 2-layer GPT-2 step (B2 T32"; }
+  say "== bench: our kernels and a $what, f32 and bf16 storage)   ($((SECONDS - t0)) s)"
+  timeout 240 "$mt" kernels bench "${shapes[@]}" --json > "$out/bench.json" 2>>"$log" || say "mt kernels bench failed (see log)"
+  say "== bench: PyTorch / cuBLAS, and a PyTorch $what, f32 and bf16 autocast)   ($((SECONDS - t0)) s)"
+  timeout 180 python3 "$dist/torch_bench.py" "${shapes[@]}" > "$out/torch.json" 2>>"$log" || say "torch_bench.py failed (see log)"
   python3 "$dist/table.py" "$out" > "$out/check.md" 2>>"$log"
   cat "$out/check.md" | tee -a "$log"
   say "== done in $((SECONDS - t0)) s, exit $rc"

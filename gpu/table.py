@@ -70,11 +70,12 @@ ours_steps, torch_steps = steps(mt), steps(pt)
 step_ratio = {}
 if ours_steps or torch_steps:
     any_row = next(iter({**torch_steps, **ours_steps}.values()))
-    lines += ["", f"GPT-2 124M training step, B×T = {any_row['batch']}×{any_row['seq']} (forward, backward, global-norm clip 1.0, "
+    full = (any_row.get("n_params") or 0) > 100_000_000   # GPT-2 124M, else the tiny model of a dry run (--tiny)
+    lines += ["", f"GPT-2 {'124M' if full else '(tiny dry-run model)'} training step, B×T = {any_row['batch']}×{any_row['seq']} (forward, backward, global-norm clip 1.0, "
               "AdamW), ours vs a PyTorch eager GPT-2 step on this GPU in the same run; wall clock around synchronized steps, "
               "median. MFU = (6·N + 6·L·C·T) · tokens/s ÷ "
               + (f"{peak:g} TFLOP/s (dense bf16 peak by NVIDIA's datasheet)" if peak else "the dense bf16 peak (unknown for this device: set MT_PEAK_TFLOPS)")
-              + f"; N = {format(any_row['n_params'], ',') if any_row.get('n_params') else '?'} parameters, L = 12, C = 768, T = {any_row['seq']} (llm.c's formula).", "",
+              + f"; N = {format(any_row['n_params'], ',') if any_row.get('n_params') else '?'} parameters, {'L = 12, C = 768, ' if full else ''}T = {any_row['seq']} (llm.c's formula).", "",
               "| precision (ours / PyTorch) | ours ms | PyTorch ms | step time ours/PyTorch | ours tokens/s | PyTorch tokens/s | ours MFU | PyTorch MFU | MFU ours/PyTorch |",
               "|---|---|---|---|---|---|---|---|---|"]
     labels = {"f32": "f32 storage / f32 (TF32 off)", "bf16": "bf16 storage / bf16 autocast"}

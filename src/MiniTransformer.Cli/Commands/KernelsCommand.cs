@@ -131,9 +131,10 @@ static class KernelsCommand
         var batch = new Option<int>("--batch") { Description = "B of the GPT-2 124M training step", DefaultValueFactory = _ => 16 };
         var seq = new Option<int>("--seq") { Description = "T of the GPT-2 124M training step (at most 1024)", DefaultValueFactory = _ => 1024 };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
+        var tiny = new Option<bool>("--tiny") { Description = "tiny shapes and a 2-layer GPT-2 (a dry run of the GPU check, e.g. on tools/cuda-emu)" };
         var c = new Command("bench", "Time matmul (f32, bf16 tensor cores), attention and a GPT-2 124M training step (B×T 16×1024, "
             + "f32 and bf16 storage; tokens/s and MFU) on the GPU.");
-        foreach (Option o in new Option[] { size, batch, seq, json }) c.Options.Add(o);
+        foreach (Option o in new Option[] { size, batch, seq, json, tiny }) c.Options.Add(o);
         c.SetAction(r =>
         {
             int n = r.GetValue(size), bs = r.GetValue(batch), t = r.GetValue(seq);
@@ -144,7 +145,10 @@ static class KernelsCommand
             bool asJson = r.GetValue(json);
             var rows = new JsonArray();
             if (!asJson) Console.WriteLine(dev);
-            foreach (var b in KernelBench.Run(dev, n, stepB: bs, stepT: t))
+            var runs = r.GetValue(tiny) && KernelBench.Tiny is var z
+                ? KernelBench.Run(dev, z.Size, z.AttB, z.AttT, z.AttNH, z.AttHs, z.StepB, z.StepT, z.Model)
+                : KernelBench.Run(dev, n, stepB: bs, stepT: t);
+            foreach (var b in runs)
             {
                 var row = new JsonObject
                 {

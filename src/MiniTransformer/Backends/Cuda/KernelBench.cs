@@ -72,9 +72,10 @@ public static class KernelBench
     }
 
     /// <summary>The rows of <c>mt kernels bench</c>: matmul, attention, then a GPT-2 124M training step at stepB × stepT
-    /// (the GPU check's 16 × 1024) with float32 and with bf16 storage.</summary>
+    /// (the GPU check's 16 × 1024) with float32 and with bf16 storage. <paramref name="stepModel"/> replaces GPT-2 124M
+    /// (<see cref="Tiny"/>: the shapes of a dry run on the CPU emulator, the same as gpu/torch_bench.py --tiny).</summary>
     public static IEnumerable<BenchResult> Run(CudaDevice dev, int size = 4096, int attB = 16, int attT = 1024, int attNH = 12, int attHs = 64,
-        int stepB = 16, int stepT = 1024)
+        int stepB = 16, int stepT = 1024, Gpt2Config? stepModel = null)
     {
         var be = new CudaBackend(dev);
         // ---- matmul: C[M,N] = A[M,K]·B[N,K]ᵀ, bf16 tensor cores vs the f32 tiled kernel (same inputs)
@@ -147,12 +148,20 @@ public static class KernelBench
         // ---- a GPT-2 124M training step through the op set, device-resident (see GptStep): float32 storage, then bf16.
         foreach (var storage in new[] { DType.F32, DType.BF16 })
         {
-            yield return GptStep(dev, storage, stepB, stepT);
+            yield return GptStep(dev, storage, stepB, stepT, stepModel ?? Gpt2_124M(stepT));
             // The step's model is unreachable now (GptStep's locals, not this iterator's fields): free its device copies
             // (finalizers) before the next one is built.
             GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
         }
     }
+
+    /// <summary>GPT-2 124M (the GPU check's model): vocabulary 50257, 12 layers, 12 heads, width 768, tied head.</summary>
+    public static Gpt2Config Gpt2_124M(int seq) => new(50257, Math.Max(1024, seq), 768, 12, 12, 1e-5, null, true);
+
+    /// <summary>A dry run's shapes (gpu/torch_bench.py --tiny has the same): matmul 256³, attention B2 T64 H2 d16, a
+    /// 2-layer width-32 GPT-2 (vocabulary 97, 32 positions) stepped at B2 T32.</summary>
+    public static (int Size, int AttB, int AttT, int AttNH, int AttHs, int StepB, int StepT, Gpt2Config Model) Tiny =>
+        (256, 2, 64, 2, 16, 2, 32, new Gpt2Config(97, 32, 32, 2, 2, 1e-5, null, true));
 
     /// <summary>
     /// One GPT-2 124M training step (forward, backward, global-norm clip 1.0, AdamW) at B × T, device-resident: weights,
@@ -162,16 +171,15 @@ public static class KernelBench
     /// attention pattern: the training forward skips it, the backward recomputes it); the host mirrors each tensor in
     /// float32.
     /// </summary>
-    static BenchResult GptStep(CudaDevice dev, DType storage, int sb, int st)
+    static BenchResult GptStep(CudaDevice dev, DType storage, int sb, int st, Gpt2Config cfg)
     {
         using var sbe = new CudaBackend(dev, storage);
-        var cfg = new Gpt2Config(50257, Math.Max(1024, st), 768, 12, 12, 1e-5, null, true);
         var model = new Gpt2<float>(cfg, sbe);
         model.InitializeRandom(1);
         var opt = new Training.Optimizer<float>(model.Parameters, new Training.OptimizerConfig(), sbe);
         var rng = new Random(5);
-        int[] ids = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
-        int[] tg = Enumerable.Range(0, sb * st).Select(_ => rng.Next(50257)).ToArray();
+        int[] ids = Enumerable.Range(0, sb * st).Select(_ => rng.Next(cfg.VocabSize)).ToArray();
+        int[] tg = Enumerable.Range(0, sb * st).Select(_ => rng.Next(cfg.VocabSize)).ToArray();
         double loss = 0;
         void Step()
         {
@@ -207,7 +215,8 @@ public static class KernelBench
             if (storage == DType.F32 && peak32 is { } p32) note += string.Create(inv, $", {100 * tflops / p32:F0}% of fp32 {p32:G}");
         }
         note += string.Create(inv, $"; loss {loss:F3}");
-        return new BenchResult($"gpt2-124m train step ({prec}, resident)", $"B{sb} T{st}", ms, tflops, 0, note)
+        string label = cfg.NLayer == 12 && cfg.NEmbd == 768 ? "gpt2-124m" : "gpt2-tiny";
+        return new BenchResult($"{label} train step ({prec}, resident)", $"B{sb} T{st}", ms, tflops, 0, note)
         {
             Step = new StepFigures(prec, sb, st, nParams, flopsPerToken, tokS, mfu, peak, loss),
         };
