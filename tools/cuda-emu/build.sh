@@ -10,7 +10,7 @@ out=${1:-$here/out}
 CXX=${CXX:-g++}
 command -v "$CXX" >/dev/null || { echo "cuda-emu: $CXX not found (apt-get install g++)" >&2; exit 1; }
 mkdir -p "$out/gen"
-rm -f "$out"/gen/*
+rm -f "$out"/gen/* "$out/libcuda.so.1"   # a failed build leaves no stale driver behind
 for cu in "$kernels"/*.cu; do
     base=$(basename "$cu" .cu)
     builds=(f32)
@@ -25,7 +25,7 @@ for cu in "$kernels"/*.cu; do
                   -e 's/extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_0-9]*\) \([A-Za-z_0-9]*\)\[\];/\2* \3 = (\2*)emu_dynamic_shared();/g' \
             > "$out/gen/$unit.ii"
         # "name (bound)" per kernel: its __launch_bounds__ argument list, "(0)" when it has none
-        kernels=$(perl -ne 'while (/__global__\s+void\s+(?:__launch_bounds__\s*(\((?:[^()]++|(?1))*\))\s*)?(\w+)\s*\(/g) { print "$2 ", ($1 // "(0)"), "\n" }' "$out/gen/$unit.ii")
+        found=$(perl -ne 'while (/__global__\s+void\s+(?:__launch_bounds__\s*(\((?:[^()]++|(?1))*\))\s*)?(\w+)\s*\(/g) { print "$2 ", ($1 // "(0)"), "\n" }' "$out/gen/$unit.ii")
         {
             echo "#include \"cuda_emu.h\""
             echo "namespace emu_$unit {"
@@ -34,7 +34,7 @@ for cu in "$kernels"/*.cu; do
             echo "static const emu_kernel_entry entries[] = {"
             while read -r n bound; do
                 [ -n "$n" ] && echo "    {\"$n\", &emu_invoker<&emu_$unit::$n>::invoke, emu_bound$bound},"
-            done <<< "$kernels"
+            done <<< "$found"
             echo "};"
             echo "__attribute__((constructor)) static void register_kernels() { emu_register(\"$label\", entries, (int)(sizeof entries / sizeof entries[0])); }"
         } > "$out/gen/$unit.cpp"
