@@ -65,7 +65,7 @@ __device__ __forceinline__ float block_max(float v, float* scratch)
 // The op kernels of embedding, layernorm, matmul, attention, gelu, residual and crossentropy are written once over
 // `stor_t`: float32, or bf16 when the file is compiled with -DMT_BF16 (the backend's bf16 storage; kernel names then
 // end in _bf16, KNAME). Arithmetic is float32 either way: ld() widens on load, st() rounds (to nearest even) on store.
-// Saved statistics (layernorm mean/rstd, log-sum-exp), attention's dS scratch and optimizer state stay float32.
+// Saved statistics (layernorm mean/rstd, log-sum-exp, attention's row sums D) and optimizer state stay float32.
 __device__ __forceinline__ float ld(const float* p) { return *p; }
 __device__ __forceinline__ float ld(const bf16* p) { return bf16_to_f32(*p); }
 __device__ __forceinline__ void st(float* p, float v) { *p = v; }
