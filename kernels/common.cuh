@@ -51,6 +51,25 @@ __device__ __forceinline__ float block_max(float v, float* scratch)
     return warp_max(r);
 }
 
+// ---------------------------------------------------------------- tensor cores (sm_80+)
+// d (16×8, float32) += a (16×16, bf16) · b (16×8, bf16): mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32. Fragment
+// layout (g = lane / 4, t4 = lane mod 4; a register holds two bf16, the lower index in the low half):
+//   A: a[0] = A[g][2·t4, 2·t4+1], a[1] = A[g+8][2·t4, …], a[2] = A[g][2·t4+8, 2·t4+9], a[3] = A[g+8][2·t4+8, …]
+//   B: b[0] = B[2·t4, 2·t4+1][g], b[1] = B[2·t4+8, 2·t4+9][g]
+//   C, D: d[0] = D[g][2·t4], d[1] = D[g][2·t4+1], d[2] = D[g+8][2·t4], d[3] = D[g+8][2·t4+1]
+// Shared by matmul.cu's GEMMs and attention.cu's tensor-core kernels. Below sm_80 it does nothing (callers check).
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
+{
+#if defined(MT_CUDA_EMU)   // the CPU emulator (tools/cuda-emu) computes the instruction from the PTX fragment layout
+    emu_mma_bf16_16816(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
 #define NEG_INF (-__int_as_float(0x7f800000))
 
 // ---------------------------------------------------------------- column reductions (parameter gradients)

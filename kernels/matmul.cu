@@ -185,18 +185,6 @@ extern "C" __global__ void KNAME(fixed_qkv_pivot_bwd)(stor_t* __restrict__ dx, c
 #define MM_BK 32
 #define MM_LD (MM_BK + 8)   /* padded row (bf16 elements): 80 bytes, so fragment loads spread over the banks */
 
-__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned int* a, const unsigned int* b)
-{
-#if defined(MT_CUDA_EMU)   // the CPU emulator (tools/cuda-emu) computes the instruction from the PTX fragment layout
-    emu_mma_bf16_16816(d, a, b);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
-
 /// One MM_BK-deep step of a warp's 64×32 tile of C from the shared tiles as[row][k] (rows wm·64…) and bs[col][k]
 /// (columns wn·32…): the fragments of the layout above, then 4×4 mma.sync m16n8k16 into acc.
 __device__ __forceinline__ void warp_tile_mma(float (*acc)[4][4], const bf16* as, const bf16* bs, int wm, int wn, int g, int t4)
