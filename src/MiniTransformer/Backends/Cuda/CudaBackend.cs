@@ -524,6 +524,40 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         return (uint)((4 * bt * (hm + 4) + bt * (bt + 4) + 3 * bt) * 4);
     }
 
+    /// <summary>
+    /// Whether attention with head size <paramref name="hs"/> runs on the tensor cores (attention.cu's <c>*_tc</c>
+    /// kernels, mma.sync with bf16 operands and float32 accumulation): bf16 storage on an sm_80+ device
+    /// (<see cref="TensorCores"/>, so <c>MT_CUDA_TC=0</c> turns it off too) and a head size that is a multiple of 16 (the
+    /// mma's k). Other head sizes, and float32 storage, use the CUDA-core kernels.
+    /// </summary>
+    public bool AttentionOnTensorCores(int hs) => TensorCores && hs % 16 == 0 && hs <= AttentionMaxHeadSize;
+
+    // ... and the buffers allow the kernels' 16-byte loads (device allocations always do; an offset view might not)
+    bool AttentionTc(int hs, params DeviceBuffer[] buffers) => AttentionOnTensorCores(hs) && buffers.All(b => (b.Ptr & 15) == 0);
+
+    /// <summary>
+    /// The tensor-core kernels' tiles for head size <paramref name="hs"/> (attention.cu's AttTc): head-size bound, queries
+    /// per forward block (FBQ), keys (dkdv) or queries (dq) per backward block (BR), and the streamed tile of keys or
+    /// queries (FBK = BB).
+    /// </summary>
+    public static (int HeadBound, int ForwardRows, int BackwardRows, int Stream) AttentionTcShape(int hs)
+    {
+        int hm = AttentionShape(hs).HeadBound;
+        return (hm, hm <= 64 ? 128 : 64, 64, hm <= 64 ? 64 : 32);
+    }
+
+    /// <summary>Dynamic shared memory (bytes) of the tensor-core forward, dkdv and dq kernels (AttTc::FwdBytes,
+    /// DkdvBytes, DqBytes): two stages of bf16 tiles with rows padded by 8 elements, and float32 rows of key flags or of
+    /// lse and D; dkdv with head bound 128 also keeps its block's keys and values.</summary>
+    public static (uint Fwd, uint Dkdv, uint Dq) AttentionTcShared(int hs)
+    {
+        var (hm, _, br, bb) = AttentionTcShape(hs);
+        int ldr = hm + 8, ldt = bb + 8;
+        return ((uint)(2 * (bb * ldr + hm * ldt) * 2 + 2 * bb * 4),
+                (uint)(2 * (2 * bb * ldr + 2 * hm * ldt) * 2 + 2 * 2 * bb * 4 + (hm > 64 ? 2 * br * ldr * 2 : 0)),
+                (uint)(2 * (2 * bb * ldr + hm * ldt) * 2 + 2 * bb * 4));
+    }
+
     /// <summary>The backward recomputes the probabilities from qkv and lse: training needs no pattern.</summary>
     public bool AttentionBackwardReadsPattern => false;
 
@@ -534,11 +568,32 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         int hs = C / NH;
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
         var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
-        var (hm, bt) = AttentionShape(hs);
-        Op("attention.cu", hm == 32 ? "attention_fwd_32" : hm == 64 ? "attention_fwd_64" : "attention_fwd_128",
-            G(CudaDevice.Blocks(T, bt), (uint)(B * NH)), 256, AttentionForwardShared(hs),
-            Out(y), Out(lse, f32: true), att is null ? null : Out(att), In(qkv), mask, B, T, C, NH, causal ? 1 : 0);
+        AttentionForwardOnDevice(Out(y), Out(lse, f32: true), att is null ? null : Out(att), In(qkv), mask, B, T, C, NH, causal);
         Done();
+    }
+
+    /// <summary>
+    /// The forward on device buffers (y, att, qkv in the backend's storage, lse float32; att and the key mask optional):
+    /// on the tensor cores where <see cref="AttentionOnTensorCores"/> (the pattern, when asked, from attention_pattern
+    /// once lse is known), else on the CUDA cores. <see cref="KernelBench"/> times this.
+    /// </summary>
+    public void AttentionForwardOnDevice(DeviceBuffer y, DeviceBuffer lse, DeviceBuffer? att, DeviceBuffer qkv, DeviceBuffer? mask,
+        int B, int T, int C, int NH, bool causal)
+    {
+        int hs = C / NH, c = causal ? 1 : 0;
+        var (hm, bt) = AttentionShape(hs);
+        if (AttentionTc(hs, y, qkv))
+        {
+            Device.Launch("attention.cu#bf16", hm == 32 ? "attention_fwd_tc_32_bf16" : hm == 64 ? "attention_fwd_tc_64_bf16" : "attention_fwd_tc_128_bf16",
+                G(CudaDevice.Blocks(T, AttentionTcShape(hs).ForwardRows), (uint)(B * NH)), 128, AttentionTcShared(hs).Fwd,
+                y, lse, qkv, mask, B, T, C, NH, c);
+            if (att is not null)
+                Device.Launch("attention.cu#bf16", hm == 32 ? "attention_pattern_32_bf16" : hm == 64 ? "attention_pattern_64_bf16" : "attention_pattern_128_bf16",
+                    G(CudaDevice.Blocks(T, bt), (uint)(B * NH)), 256, AttentionForwardShared(hs), att, lse, qkv, mask, B, T, C, NH, c);
+            return;
+        }
+        Op("attention.cu", hm == 32 ? "attention_fwd_32" : hm == 64 ? "attention_fwd_64" : "attention_fwd_128",
+            G(CudaDevice.Blocks(T, bt), (uint)(B * NH)), 256, AttentionForwardShared(hs), y, lse, att, qkv, mask, B, T, C, NH, c);
     }
 
     // Flash-style backward (attention.cu): D = rowsum(dy ∘ y), then one kernel per key tile for dK and dV and one per
@@ -549,21 +604,39 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         Begin();
         int hs = C / NH;
         if (hs > AttentionMaxHeadSize) throw new InputException($"cuda attention: head size {hs} is over {AttentionMaxHeadSize}");
-        var delta = Scratch("attention.delta", 4L * B * NH * T);
         var (ddy, dq, dlse) = (In(dy), In(qkv), In(lse, f32: true));
         var mask = keyMask.IsEmpty ? null : Ints("mask", keyMask);
         var dd = InOut(dqkv);
-        Op("attention.cu", "attention_bwd_delta", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
-            delta, ddy, In(y), B, T, C, NH);
-        var (hm, bt) = AttentionShape(hs);
-        var grid = G(CudaDevice.Blocks(T, bt), (uint)(B * NH));
-        uint shared = AttentionBackwardShared(hs);
-        int c = causal ? 1 : 0;
-        Op("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
-            grid, 256, shared, dd, ddy, dq, dlse, delta, mask, B, T, C, NH, c);
-        Op("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
-            grid, 256, shared, dd, ddy, dq, dlse, delta, mask, B, T, C, NH, c);
+        AttentionBackwardOnDevice(dd, ddy, dq, In(y), dlse, mask, B, T, C, NH, causal);
         Done();
+    }
+
+    /// <summary>The backward on device buffers: dqkv += the gradient (tensor cores where
+    /// <see cref="AttentionOnTensorCores"/>, else CUDA cores). <see cref="KernelBench"/> times this.</summary>
+    public void AttentionBackwardOnDevice(DeviceBuffer dqkv, DeviceBuffer dy, DeviceBuffer qkv, DeviceBuffer y, DeviceBuffer lse,
+        DeviceBuffer? mask, int B, int T, int C, int NH, bool causal)
+    {
+        int hs = C / NH, c = causal ? 1 : 0;
+        var delta = Scratch("attention.delta", 4L * B * NH * T);
+        Op("attention.cu", "attention_bwd_delta", G(CudaDevice.Blocks(T, AttentionRows), (uint)(B * NH)), 32 * AttentionRows, 0,
+            delta, dy, y, B, T, C, NH);
+        var (hm, bt) = AttentionShape(hs);
+        if (AttentionTc(hs, dqkv, dy, qkv))
+        {
+            var grid = G(CudaDevice.Blocks(T, AttentionTcShape(hs).BackwardRows), (uint)(B * NH));
+            var sh = AttentionTcShared(hs);
+            Device.Launch("attention.cu#bf16", hm == 32 ? "attention_bwd_dkdv_tc_32_bf16" : hm == 64 ? "attention_bwd_dkdv_tc_64_bf16" : "attention_bwd_dkdv_tc_128_bf16",
+                grid, 128, sh.Dkdv, dqkv, dy, qkv, lse, delta, mask, B, T, C, NH, c);
+            Device.Launch("attention.cu#bf16", hm == 32 ? "attention_bwd_dq_tc_32_bf16" : hm == 64 ? "attention_bwd_dq_tc_64_bf16" : "attention_bwd_dq_tc_128_bf16",
+                grid, 128, sh.Dq, dqkv, dy, qkv, lse, delta, mask, B, T, C, NH, c);
+            return;
+        }
+        var tiles = G(CudaDevice.Blocks(T, bt), (uint)(B * NH));
+        uint shared = AttentionBackwardShared(hs);
+        Op("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
+            tiles, 256, shared, dqkv, dy, qkv, lse, delta, mask, B, T, C, NH, c);
+        Op("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
+            tiles, 256, shared, dqkv, dy, qkv, lse, delta, mask, B, T, C, NH, c);
     }
 
     // ------------------------------------------------------------------ gelu, residual

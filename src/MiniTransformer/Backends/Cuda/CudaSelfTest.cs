@@ -57,6 +57,12 @@ public static class CudaSelfTest
                      // odd and even T over several tiles, padded key tiles skipped whole
                      (2, 129, 64, 2, true, false), (2, 66, 120, 3, true, true), (2, 65, 128, 2, true, false),
                      (3, 130, 128, 2, false, true), (3, 67, 240, 3, false, true), (2, 64, 160, 2, true, true),
+                     // bf16 on tensor cores (head sizes that are multiples of 16; forward blocks of 128 queries for head
+                     // size ≤ 64, 64 above; backward blocks of 64 rows streaming tiles of 64, or 32 for head size 128):
+                     // several tiles of each with ragged ends, both shared-memory stages reused, padded key tiles skipped
+                     // by whole warps, head sizes 16, 48 and 128 (zero-padded to 32, 64, 128), 64
+                     (3, 200, 128, 2, true, true), (1, 150, 192, 3, false, false), (2, 50, 96, 2, true, false),
+                     (3, 100, 256, 2, false, true), (3, 150, 32, 2, true, true),
                  })
             yield return Both("attention", $"B{B} T{T} C{C} NH{NH}{(causal ? " causal" : " bidir")}{(masked ? " masked" : "")}",
                 be => Attention(be, B, T, C, NH, causal, masked));
