@@ -100,7 +100,9 @@ if ours_steps or torch_steps:
 ratios = [("bf16 matmul vs cuBLAS", "matmul bf16 (mma.sync)", "matmul bf16 (cuBLAS)", "≥ 0.70 (aim 0.90)"),
           ("f32 matmul vs cuBLAS f32", "matmul f32 (tiled SIMT)", "matmul f32 (cuBLAS, no tf32)", ""),
           ("attention fwd vs SDPA f32", "attention fwd (flash, f32)", "attention fwd (SDPA, f32)", ""),
-          ("attention fwd+bwd vs SDPA f32", "attention fwd+bwd (flash, f32)", "attention fwd+bwd (SDPA, f32)", "≥ 1.00")]
+          ("attention fwd+bwd vs SDPA f32", "attention fwd+bwd (flash, f32)", "attention fwd+bwd (SDPA, f32)", "≥ 1.00"),
+          ("attention fwd vs SDPA bf16", "attention fwd (flash, bf16)", "attention fwd (SDPA, bf16)", "≥ 1.00"),
+          ("attention fwd+bwd vs SDPA bf16", "attention fwd+bwd (flash, bf16)", "attention fwd+bwd (SDPA, bf16)", "≥ 1.00")]
 lines += ["", "| ratio (ours / reference speed) | value | issue's aim |", "|---|---|---|"]
 for label, ours, ref, aim in ratios:
     if ours in byname and ref in byname:

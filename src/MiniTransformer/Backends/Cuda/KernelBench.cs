@@ -109,39 +109,71 @@ public static class KernelBench
             yield return new BenchResult("matmul bf16 (mma.sync)", $"{M}x{N}x{K}", msTc, flops / msTc / 1e9, err, "rel err vs f32 on bf16-rounded inputs");
         }
 
-        // ---- attention: qkv [B,T,3C], causal; forward flash-style (no pattern) and forward + flash-style backward
+        // ---- attention: qkv [B,T,3C], causal; forward flash-style (no pattern) and forward + flash-style backward, through
+        // the backend's dispatch: float32 storage (CUDA cores) and bf16 storage (tensor cores on sm_80+ where the head size
+        // is a multiple of 16, else CUDA cores). Both storages get the same values: the float32 inputs are replaced by their
+        // bf16 roundings, so the bf16 rows' error (y; dqkv) against the float32 kernels measures the bf16 kernels (bf16
+        // operands P and dS, bf16 outputs), not the rounding of the inputs.
         int B = attB, T = attT, NH = attNH, C = NH * attHs;
         double attFlops = 4.0 * B * NH * (double)T * T * attHs / 2;   // causal: half the q·kᵀ and p·v work
-        using (var qkv = dev.Alloc(4L * B * T * 3 * C))
-        using (var y = dev.Alloc(4L * B * T * C))
-        using (var lse = dev.Alloc(4L * B * NH * T))
-        using (var delta = dev.Alloc(4L * B * NH * T))
-        using (var dy = dev.Alloc(4L * B * T * C))
-        using (var dqkv = dev.Alloc(4L * B * T * 3 * C))
+        long nQkv = (long)B * T * 3 * C, nY = (long)B * T * C, nRows = (long)B * NH * T;
+        using (var be16 = new CudaBackend(dev, DType.BF16))
+        using (var qkv = dev.Alloc(4 * nQkv))
+        using (var y = dev.Alloc(4 * nY))
+        using (var lse = dev.Alloc(4 * nRows))
+        using (var dy = dev.Alloc(4 * nY))
+        using (var dqkv = dev.Alloc(4 * nQkv))
+        using (var qkv16 = dev.Alloc(2 * nQkv))
+        using (var y16 = dev.Alloc(2 * nY))
+        using (var dy16 = dev.Alloc(2 * nY))
+        using (var dqkv16 = dev.Alloc(2 * nQkv))
         {
-            dev.Upload<float>(qkv, Rand(3, (long)B * T * 3 * C));
-            dev.Upload<float>(dy, Rand(4, (long)B * T * C));
-            var (hm, bt) = CudaBackend.AttentionShape(attHs);
-            var tiles = (CudaDevice.Blocks(T, bt), (uint)(B * NH), 1u);
-            uint fwdShared = CudaBackend.AttentionForwardShared(attHs), bwdShared = CudaBackend.AttentionBackwardShared(attHs);
-            void Fwd() => dev.Launch("attention.cu", hm == 32 ? "attention_fwd_32" : hm == 64 ? "attention_fwd_64" : "attention_fwd_128",
-                tiles, 256, fwdShared, y, lse, null, qkv, null, B, T, C, NH, 1);
-            double msFwd = TimeMedian(dev, Fwd);
-            var rows = (CudaDevice.Blocks(T, CudaBackend.AttentionRows), (uint)(B * NH), 1u);
-            void Bwd()
-            {
-                dev.Zero(dqkv, 4L * B * T * 3 * C);
-                dev.Launch("attention.cu", "attention_bwd_delta", rows, 32 * CudaBackend.AttentionRows, 0, delta, dy, y, B, T, C, NH);
-                dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dkdv_32" : hm == 64 ? "attention_bwd_dkdv_64" : "attention_bwd_dkdv_128",
-                    tiles, 256, bwdShared, dqkv, dy, qkv, lse, delta, null, B, T, C, NH, 1);
-                dev.Launch("attention.cu", hm == 32 ? "attention_bwd_dq_32" : hm == 64 ? "attention_bwd_dq_64" : "attention_bwd_dq_128",
-                    tiles, 256, bwdShared, dqkv, dy, qkv, lse, delta, null, B, T, C, NH, 1);
-            }
-            double msFb = TimeMedian(dev, () => { Fwd(); Bwd(); });
+            void ToBf16(DeviceBuffer dst, DeviceBuffer src, long n) =>
+                dev.Launch("matmul.cu", "f32_to_bf16_kernel", (CudaDevice.Blocks(n, 256), 1, 1), 256, 0, dst, src, n);
+            void ToF32(DeviceBuffer dst, DeviceBuffer src, long n) =>
+                dev.Launch("matmul.cu", "bf16_to_f32_kernel", (CudaDevice.Blocks(n, 256), 1, 1), 256, 0, dst, src, n);
+            dev.Upload<float>(qkv, Rand(3, nQkv));
+            dev.Upload<float>(dy, Rand(4, nY));
+            ToBf16(qkv16, qkv, nQkv);
+            ToBf16(dy16, dy, nY);
+            ToF32(qkv, qkv16, nQkv);
+            ToF32(dy, dy16, nY);
             string shape = $"B{B} T{T} H{NH} d{attHs} causal";
-            yield return new BenchResult("attention fwd (flash, f32)", shape, msFwd, attFlops / msFwd / 1e9, 0, "");
-            yield return new BenchResult("attention fwd+bwd (flash, f32)", shape, msFb, 3.5 * attFlops / msFb / 1e9, 0,
-                "backward recomputes P from q, k and lse (no T×T buffer)");
+            foreach (bool bf in new[] { false, true })
+            {
+                var (sb, q, yy, ddy, dq) = bf ? (be16, qkv16, y16, dy16, dqkv16) : (be, qkv, y, dy, dqkv);
+                void Fwd() => sb.AttentionForwardOnDevice(yy, lse, null, q, null, B, T, C, NH, true);
+                void Bwd()
+                {
+                    dev.Zero(dq, (bf ? 2 : 4) * nQkv);
+                    sb.AttentionBackwardOnDevice(dq, ddy, q, yy, lse, null, B, T, C, NH, true);
+                }
+                double msFwd = TimeMedian(dev, Fwd);
+                double msFb = TimeMedian(dev, () => { Fwd(); Bwd(); });
+                if (!bf)
+                {
+                    yield return new BenchResult("attention fwd (flash, f32)", shape, msFwd, attFlops / msFwd / 1e9, 0, "CUDA cores");
+                    yield return new BenchResult("attention fwd+bwd (flash, f32)", shape, msFb, 3.5 * attFlops / msFb / 1e9, 0,
+                        "backward recomputes P from q, k and lse (no T×T buffer)");
+                    continue;
+                }
+                // the bf16 results (the last fwd+bwd's y and dqkv) against the float32 kernels' on the same inputs
+                double Err(DeviceBuffer ours16, DeviceBuffer ref32, long n)
+                {
+                    using var tmp = dev.Alloc(4 * n);
+                    ToF32(tmp, ours16, n);
+                    var a = new float[n];
+                    var r = new float[n];
+                    dev.Download<float>(a, tmp);
+                    dev.Download<float>(r, ref32);
+                    return RelErr(a, r);
+                }
+                string path = be16.AttentionOnTensorCores(attHs) ? "tensor cores (mma.sync, bf16 P and dS)" : "CUDA cores";
+                yield return new BenchResult("attention fwd (flash, bf16)", shape, msFwd, attFlops / msFwd / 1e9, Err(y16, y, nY),
+                    $"{path}; rel err of y vs the f32 kernels on the same inputs");
+                yield return new BenchResult("attention fwd+bwd (flash, bf16)", shape, msFb, 3.5 * attFlops / msFb / 1e9, Err(dqkv16, dqkv, nQkv),
+                    $"{path}; rel err of dqkv vs the f32 kernels on the same inputs");
+            }
         }
 
         be.Dispose();
