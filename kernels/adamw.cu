@@ -50,6 +50,36 @@ extern "C" __global__ void sgd_bf16(float* __restrict__ master, bf16* __restrict
     p16[i] = f32_to_bf16(p);
 }
 
+// SGD with momentum (PyTorch's; Nesterov when nesterov ≠ 0), then grad ← 0: g' = gradScale·g + wd·p,
+// buf ← momentum·buf + g', p ← p − lr·(nesterov ? g' + momentum·buf : buf). buf is float32 in either storage.
+__device__ __forceinline__ float sgdm_one(float p, float* buf, float g, float lr, float momentum, int nesterov, float wd, float gradScale)
+{
+    float gj = g * gradScale + wd * p;
+    float b = momentum * *buf + gj;
+    *buf = b;
+    return p - lr * (nesterov ? gj + momentum * b : b);
+}
+
+extern "C" __global__ void sgdm_f32(float* __restrict__ p, float* __restrict__ grad, float* __restrict__ buf, long long n,
+    float lr, float momentum, int nesterov, float wd, float gradScale)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    p[i] = sgdm_one(p[i], buf + i, grad[i], lr, momentum, nesterov, wd, gradScale);
+    grad[i] = 0.0f;
+}
+
+extern "C" __global__ void sgdm_bf16(float* __restrict__ master, bf16* __restrict__ p16, bf16* __restrict__ grad, float* __restrict__ buf,
+    long long n, float lr, float momentum, int nesterov, float wd, float gradScale)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float p = sgdm_one(master[i], buf + i, bf16_to_f32(grad[i]), lr, momentum, nesterov, wd, gradScale);
+    master[i] = p;
+    p16[i] = f32_to_bf16(p);
+    grad[i] = 0;
+}
+
 // ---------------------------------------------------------------- gauge-fixed training: free entries only
 // idx[0 … n−1] lists the free entries of a parameter (sorted flat indices); its moments m, v are compact (entry i of m
 // belongs to parameter entry idx[i]). The fixed entries are never touched. Same update as adamw_f32 / sgd_f32.

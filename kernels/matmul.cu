@@ -114,6 +114,16 @@ extern "C" __global__ void KNAME(bias_add)(stor_t* __restrict__ y, const stor_t*
     if (i < (long long)N * M) add_to(y + i, ld(b + i % M));
 }
 
+// y[n·ld + col0 + j] += b[j] for n < N, j < M: a row vector (float32) into a column block of a wider matrix.
+extern "C" __global__ void KNAME(add_to_columns)(stor_t* __restrict__ y, const float* __restrict__ b, int N, int M, int ld, int col0)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)N * M) return;
+    long long n = i / M;
+    int j = (int)(i % M);
+    add_to(y + n * ld + col0 + j, b[j]);
+}
+
 // Column sums of a (row stride lda, M columns), stage 1: partial[p·M + j] = Σ a[n·lda + j] over chunk p's rows (see
 // common.cuh). Grid (⌈M / blockDim.x⌉, ⌈N / COL_ROWS⌉). lda > M reads a column block, e.g. the Q part of dqkv [N, 3C].
 extern "C" __global__ void KNAME(column_partials)(float* __restrict__ partial, const stor_t* __restrict__ a, int N, int M, int lda)

@@ -148,6 +148,28 @@ public interface IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
         if (zeroGrad) grad.Clear();
     }
 
+    /// <summary>
+    /// SGD with momentum (PyTorch's, Nesterov optional; <see cref="Training.SgdMomentum"/>) and then grad ← 0:
+    /// g' = gradScale·g + wd·p, buf ← momentum·buf + g', p ← p − lr·(nesterov ? g' + momentum·buf : buf).
+    /// </summary>
+    void SgdMomentumZeroGrad(Tensor<F> param, Tensor<F> grad, Tensor<F> buf, double learningRate, double momentum, bool nesterov,
+        double weightDecay, double gradScale) =>
+        Training.SgdMomentum.Step(param, grad, buf, learningRate, momentum, nesterov, weightDecay, gradScale);
+
+    /// <summary>
+    /// y[n·ld + col0 + j] += b[j] for n &lt; N, j &lt; b.Length: a row vector added into a column block of a wider matrix
+    /// (symmetry breaking's b_Q and b_V, added into the q and v blocks of the packed qkv).
+    /// </summary>
+    void AddToColumns(Tensor<F> y, ReadOnlySpan<F> b, int N, int ld, int col0)
+    {
+        var d = y.Span;
+        for (int n = 0; n < N; n++)
+        {
+            var row = d.Slice(n * ld + col0, b.Length);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, b, row);
+        }
+    }
+
     /// <summary>Sets every element of t to zero (threaded where it pays).</summary>
     void Zero(Tensor<F> t) => t.Clear();
 

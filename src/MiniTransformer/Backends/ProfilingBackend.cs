@@ -104,6 +104,16 @@ public sealed class ProfilingBackend<F>(IBackend<F> inner) : IBackend<F> where F
     public void SgdZeroGrad(Tensor<F> param, Tensor<F> grad, double learningRate, double weightDecay, double gradScale, bool zeroGrad) =>
         Time("optimizer.sgd+zero", () => inner.SgdZeroGrad(param, grad, learningRate, weightDecay, gradScale, zeroGrad));
 
+    public void SgdMomentumZeroGrad(Tensor<F> param, Tensor<F> grad, Tensor<F> buf, double learningRate, double momentum, bool nesterov,
+        double weightDecay, double gradScale) =>
+        Time("optimizer.sgdm+zero", () => inner.SgdMomentumZeroGrad(param, grad, buf, learningRate, momentum, nesterov, weightDecay, gradScale));
+
+    public void AddToColumns(Tensor<F> y, ReadOnlySpan<F> b, int N, int ld, int col0)
+    {
+        var copy = b.ToArray();   // a span cannot enter the timed lambda
+        Time("symmetry.bias", () => inner.AddToColumns(y, copy, N, ld, col0));
+    }
+
     public void Zero(Tensor<F> t) => Time("zero", () => inner.Zero(t));
 
     public void ResidualLayerNormForward(Tensor<F> resid, Tensor<F> y, Tensor<F> mean, Tensor<F> rstd, Tensor<F> a, Tensor<F> b,

@@ -84,7 +84,7 @@ public sealed class AttentionBlock<F> where F : unmanaged, IFloatingPointIeee754
         int N = B * T;
         if (Projection is null) ops.MatmulForward(Qkv, x, Wqkv.Value, Bqkv.Value, N, C, 3 * C, layout);
         else Projection.Forward(Qkv, x, N);   // gauge-fixed: identity blocks skipped
-        Biases?.Apply(Qkv, N, C, NH);   // symmetry breaking: q ← q + b_Q, v ← v + b_V (unlearned; backward unchanged)
+        Biases?.Apply(ops, Qkv, N, C, NH);   // symmetry breaking: q ← q + b_Q, v ← v + b_V (unlearned; backward unchanged)
         if (savedMask.Length != keyMask.Length) savedMask = new int[keyMask.Length];
         keyMask.CopyTo(savedMask);   // for the backward (and a later pattern)
         // The pattern only where the backward reads it; else Pattern computes it on demand.

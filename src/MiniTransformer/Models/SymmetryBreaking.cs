@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Numerics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniTransformer.Backends;
 using MiniTransformer.Data;
 using MiniTransformer.Tensors;
 
@@ -146,8 +147,9 @@ public sealed class AttentionBiases<F> where F : unmanaged, IFloatingPointIeee75
         else Array.Copy(mean, dst, dst.Length);
     }
 
-    /// <summary>q ← q + b_Q (every head), v ← v + b_V: qkv is [N, 3C] packed [q | k | v], heads contiguous. The bias is not learned, so backward is unchanged.</summary>
-    public void Apply(Tensor<F> qkv, int N, int C, int NH)
+    /// <summary>q ← q + b_Q (every head), v ← v + b_V: qkv is [N, 3C] packed [q | k | v], heads contiguous. The bias is
+    /// not learned, so backward is unchanged. Through the op set, so a device backend adds it where qkv lives.</summary>
+    public void Apply(IBackend<F> ops, Tensor<F> qkv, int N, int C, int NH)
     {
         int hs = C / NH;
         Current(LastBq, cfg.Bq, cfg.BqMean, cfg.BqStd, 0);
@@ -155,12 +157,7 @@ public sealed class AttentionBiases<F> where F : unmanaged, IFloatingPointIeee75
         var bq = new F[C]; var bv = new F[C];
         for (int h = 0; h < NH; h++)
             for (int i = 0; i < hs; i++) { bq[h * hs + i] = F.CreateTruncating(LastBq[i]); bv[h * hs + i] = F.CreateTruncating(LastBv[i]); }
-        var d = qkv.Data;
-        System.Threading.Tasks.Parallel.For(0, N, n =>
-        {
-            var row = d.AsSpan(n * 3 * C, 3 * C);
-            if (cfg.Bq) System.Numerics.Tensors.TensorPrimitives.Add<F>(row[..C], bq, row[..C]);
-            if (cfg.Bv) System.Numerics.Tensors.TensorPrimitives.Add<F>(row[(2 * C)..], bv, row[(2 * C)..]);
-        });
+        if (cfg.Bq) ops.AddToColumns(qkv, bq, N, 3 * C, 0);
+        if (cfg.Bv) ops.AddToColumns(qkv, bv, N, 3 * C, 2 * C);
     }
 }

@@ -96,7 +96,7 @@ public sealed class Optimizer<F> where F : unmanaged, IFloatingPointIeee754<F>
             if (Config.Kind == OptimizerKind.AdamW)
                 ops.AdamWZeroGrad(p.Value, p.Grad, M[i], V[i], new AdamWStep(learningRate, Config.Beta1, Config.Beta2, Config.Epsilon, wd, Step, scale), zeroGrad: true);
             else if (Config.Kind == OptimizerKind.Sgdm)
-                SgdMomentum.Step(p.Value, p.Grad, M[i], learningRate, Config.Momentum, Config.Nesterov, wd, scale);
+                ops.SgdMomentumZeroGrad(p.Value, p.Grad, M[i], learningRate, Config.Momentum, Config.Nesterov, wd, scale);
             else
                 ops.SgdZeroGrad(p.Value, p.Grad, learningRate, wd, scale, zeroGrad: true);
         }

@@ -94,8 +94,8 @@ public static class BFloat16
 /// device-current (<see cref="Tensor{T}.MarkDeviceWritten"/>) without a download. Host code that reads a tensor
 /// (<see cref="Tensor{T}.Data"/>, <see cref="Tensor{T}.HostView"/>) downloads it then, so every caller stays correct;
 /// a training step on this backend copies to the host only the summed loss (8 bytes), the gradient-norm partial sums,
-/// and whatever host code the model or optimizer still runs (symmetry-breaking biases, SGD-momentum and ECD, BERT's
-/// pooler: correct, but each such access is a round trip). Kernels are queued asynchronously; the
+/// and whatever host code the model or optimizer still runs (ECD, BERT's pooler, SGD momentum on gauge-fixed
+/// parameters: correct, but each such access is a round trip). Kernels are queued asynchronously; the
 /// stream is synchronized only by copies to the host.</para>
 /// </summary>
 public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedOptimizerOps<float>, IDisposable
@@ -842,6 +842,32 @@ public sealed class CudaBackend : IBackend<float>, IFixedQkvOps<float>, IMaskedO
         else
             Device.Launch("adamw.cu", "sgd_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, InOut(param), g, n, decay, step);
         Done(optimizer: true);
+    }
+
+    public void SgdMomentumZeroGrad(Tensor<float> param, Tensor<float> grad, Tensor<float> buf, double learningRate, double momentum,
+        bool nesterov, double weightDecay, double gradScale)
+    {
+        Begin();
+        long n = param.Length;
+        var (g, b) = (InOut(grad), InOut(buf, f32: true));
+        object?[] rest = [(float)learningRate, (float)momentum, nesterov ? 1 : 0, (float)weightDecay, (float)gradScale];
+        if (bf)
+        {
+            var (master, copy) = MasterAndCopy(param);
+            Device.Launch("adamw.cu", "sgdm_bf16", G(CudaDevice.Blocks(n, Block)), Block, 0, [master, copy, g, b, n, .. rest]);
+        }
+        else
+            Device.Launch("adamw.cu", "sgdm_f32", G(CudaDevice.Blocks(n, Block)), Block, 0, [InOut(param), g, b, n, .. rest]);
+        Done(optimizer: true);
+    }
+
+    public void AddToColumns(Tensor<float> y, ReadOnlySpan<float> b, int N, int ld, int col0)
+    {
+        Begin();
+        var db = Scratch("columns.vector", 4L * b.Length);
+        Device.Upload(db, b);
+        Op("matmul.cu", "add_to_columns", G(CudaDevice.Blocks((long)N * b.Length, Block)), Block, 0, InOut(y), db, N, b.Length, ld, col0);
+        Done();
     }
 
     public void SgdZeroGrad(Tensor<float> param, Tensor<float> grad, double learningRate, double weightDecay, double gradScale, bool zeroGrad)

@@ -79,6 +79,8 @@ public static class CudaSelfTest
         {
             yield return Both("adamw", $"n{n}", be => AdamW(be, n));
             yield return Both("sgd", $"n{n}", be => Sgd(be, n));
+            foreach (bool nesterov in new[] { true, false })
+                yield return Both("sgdm", $"n{n}{(nesterov ? " nesterov" : "")}, 2 steps", be => SgdMomentum(be, n, nesterov));
             yield return Both("global norm", $"n{n}", be => SumSq(be, n));
         }
         // InOut: GPT-2's Conv1D [C, 3C], shared or per-head pivots; OutIn: BERT's Linear [3C, C] (shared pivots only)
@@ -98,6 +100,9 @@ public static class CudaSelfTest
         yield return Both("gpt2 step", "L2 d64 H4 V67 B3 T17", be => Gpt2Step(be, 67, 64, 4, 2, 3, 17, tied: true));
         yield return Both("gpt2 step", "L1 d48 H3 V53 B2 T9 untied", be => Gpt2Step(be, 53, 48, 3, 1, 2, 9, tied: false));
         yield return Both("gpt2 step", "L2 d48 H3 V53 B2 T11 gauge-fixed", be => Gpt2Step(be, 53, 48, 3, 2, 2, 11, tied: true, gaugeFixed: true));
+        yield return Both("gpt2 step", "L2 d48 H3 V53 B2 T11 b_Q+b_V sampled", be => Gpt2Step(be, 53, 48, 3, 2, 2, 11, tied: true, symmetry: true));
+        foreach (var (N, W, col0, M) in new[] { (7, 45, 0, 15), (33, 192, 128, 64) })
+            yield return Both("add to columns", $"N{N} ld{W} cols {col0}..{col0 + M - 1}", be => AddToColumns(be, N, W, col0, M));
         yield return Both("gpt2 train", "L2 d32 H4 V41 B2 T9, 3 AdamW steps (clip, zero-grad, norm)", be => Gpt2Train(be, 41, 32, 4, 2, 2, 9));
     }
 
@@ -132,8 +137,13 @@ public static class CudaSelfTest
     static List<(string, double[])> AdamW(AnyBackend be, int n) => be.Do(f => AdamW<float>(f, n), d => AdamW<double>(d, n));
     static List<(string, double[])> Sgd(AnyBackend be, int n) => be.Do(f => Sgd<float>(f, n), d => Sgd<double>(d, n));
     static List<(string, double[])> SumSq(AnyBackend be, int n) => be.Do(f => SumSq<float>(f, n), d => SumSq<double>(d, n));
-    static List<(string, double[])> Gpt2Step(AnyBackend be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed = false) =>
-        be.Do(f => Gpt2Step<float>(f, V, C, NH, L, B, T, tied, gaugeFixed), d => Gpt2Step<double>(d, V, C, NH, L, B, T, tied, gaugeFixed));
+    static List<(string, double[])> Gpt2Step(AnyBackend be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed = false,
+        bool symmetry = false) =>
+        be.Do(f => Gpt2Step<float>(f, V, C, NH, L, B, T, tied, gaugeFixed, symmetry), d => Gpt2Step<double>(d, V, C, NH, L, B, T, tied, gaugeFixed, symmetry));
+    static List<(string, double[])> SgdMomentum(AnyBackend be, int n, bool nesterov) =>
+        be.Do(f => SgdMomentum<float>(f, n, nesterov), d => SgdMomentum<double>(d, n, nesterov));
+    static List<(string, double[])> AddToColumns(AnyBackend be, int N, int W, int col0, int M) =>
+        be.Do(f => AddToColumns<float>(f, N, W, col0, M), d => AddToColumns<double>(d, N, W, col0, M));
     static List<(string, double[])> Gpt2Train(AnyBackend be, int V, int C, int NH, int L, int B, int T) =>
         be.Do(f => Gpt2Train<float>(f, V, C, NH, L, B, T), d => Gpt2Train<double>(d, V, C, NH, L, B, T));
     static List<(string, double[])> FixedQkv(AnyBackend be, int N, int C, int NH, bool shared, WeightLayout layout) =>
@@ -322,6 +332,27 @@ public static class CudaSelfTest
         return [("p", D(p))];
     }
 
+    /// <summary>Two momentum steps (the buffer carries over), the gradient zeroed by each.</summary>
+    static List<(string, double[])> SgdMomentum<F>(IBackend<F> be, int n, bool nesterov) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var p = Tn<F>(Randn(83, n), n);
+        var buf = Tn<F>(new double[n], n);
+        var g = Tn<F>(Randn(84, n), n);
+        be.SgdMomentumZeroGrad(p, g, buf, 0.1, 0.9, nesterov, 0.01, 0.5);
+        var after1 = D(g);
+        g = Tn<F>(Randn(85, n), n);
+        be.SgdMomentumZeroGrad(p, g, buf, 0.05, 0.9, nesterov, 0.01, 2.0);
+        return [("p", D(p)), ("buf", D(buf)), ("grad after step 1", after1), ("grad after step 2", D(g))];
+    }
+
+    static List<(string, double[])> AddToColumns<F>(IBackend<F> be, int N, int W, int col0, int M) where F : unmanaged, IFloatingPointIeee754<F>
+    {
+        var y = Tn<F>(Randn(86, N * W), N, W);
+        var b = Randn(87, M).Select(F.CreateTruncating).ToArray();
+        be.AddToColumns(y, b, N, W, col0);
+        return [("y", D(y))];
+    }
+
     static List<(string, double[])> SumSq<F>(IBackend<F> be, int n) where F : unmanaged, IFloatingPointIeee754<F> =>
         [("sumsq", [be.SumOfSquares(Tn<F>(Randn(91, n), n))])];
 
@@ -427,9 +458,11 @@ public static class CudaSelfTest
     [ThreadStatic] static Func<float, float>? storageRoundOrNull;
     static Func<float, float> storageRound { get => storageRoundOrNull ?? (f => f); set => storageRoundOrNull = value; }
 
-    static Gpt2<F> SmallGpt2<F>(IBackend<F> be, int V, int C, int NH, int L, int T, bool tied) where F : unmanaged, IFloatingPointIeee754<F>
+    static Gpt2<F> SmallGpt2<F>(IBackend<F> be, int V, int C, int NH, int L, int T, bool tied, bool symmetry = false)
+        where F : unmanaged, IFloatingPointIeee754<F>
     {
-        var cfg = new Gpt2Config(V, T + 4, C, L, NH, 1e-5, null, tied);
+        var cfg = new Gpt2Config(V, T + 4, C, L, NH, 1e-5, null, tied,
+            symmetry ? Models.SymmetryBreakingConfig.Create(C / NH, bq: true, bv: true) : null);
         var model = new Gpt2<F>(cfg, be);
         model.InitializeRandom(1234);
         // Round the weights to the storage under test (float, or bf16) so that both sides compute with the same model.
@@ -466,10 +499,11 @@ public static class CudaSelfTest
         return r;
     }
 
-    static List<(string, double[])> Gpt2Step<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed)
-        where F : unmanaged, IFloatingPointIeee754<F>
+    static List<(string, double[])> Gpt2Step<F>(IBackend<F> be, int V, int C, int NH, int L, int B, int T, bool tied, bool gaugeFixed,
+        bool symmetry) where F : unmanaged, IFloatingPointIeee754<F>
     {
-        var model = SmallGpt2(be, V, C, NH, L, T, tied);
+        var model = SmallGpt2(be, V, C, NH, L, T, tied, symmetry);
+        if (symmetry) model.SetForwardMode(training: true, seed: 3, forwardIndex: 5);   // sampled b_Q, b_V (the same on both sides)
         if (gaugeFixed)
         {
             // shared pivots in layer 0 (the fast path), per-head pivots in the others
