@@ -44,17 +44,24 @@ static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
         var profile = new Option<bool>("--profile") { Description = "also time every op family (adds a little overhead)" };
         var dtype = Common.Dtype();
+        var device = Common.Device();
         var threads = Common.Threads();
-        var train = new Command("train", "Time full training steps of a GPT-2 preset.");
-        foreach (Option o in new Option[] { preset, batch, seq, steps, warmup, json, profile, dtype, threads }) train.Options.Add(o);
+        var train = new Command("train", "Time full training steps of a GPT-2 preset (CPU, or --device cuda).");
+        foreach (Option o in new Option[] { preset, batch, seq, steps, warmup, json, profile, dtype, device, threads }) train.Options.Add(o);
         train.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
             var cfg = Preset(r.GetValue(preset)!, Data.DataSources.Create("synthetic:induction", 1).VocabSize);
             var args = new TrainArgs(r.GetValue(preset)!, cfg, r.GetValue(batch), r.GetValue(seq), r.GetValue(steps),
                 r.GetValue(warmup), r.GetValue(json), r.GetValue(profile));
-            if (Common.IsF64(r.GetValue(dtype)!)) RunTrain(CpuBackend<double>.Instance, args);
-            else RunTrain(CpuBackend<float>.Instance, args);
+            string dt = r.GetValue(dtype)!, dev = r.GetValue(device)!;
+            if (Common.IsF64(dt, allowBf16: true)) RunTrain(Common.Backend<double>(dev), args);
+            else
+            {
+                var ops = Common.Backend<float>(dev, dt);
+                try { RunTrain(ops, args); }
+                finally { (ops as IDisposable)?.Dispose(); }
+            }
             return 0;
         });
         return train;
@@ -104,7 +111,7 @@ static class BenchCommand
         double flops = 6.0 * (a.Cfg.ParameterCount - (long)a.Cfg.NPositions * a.Cfg.NEmbd) * n + 12.0 * a.Cfg.NLayer * a.T * a.Cfg.NEmbd * n;
         var o = new JsonObject
         {
-            ["preset"] = a.Preset, ["dtype"] = typeof(F) == typeof(double) ? "f64" : "f32", ["batch"] = a.B, ["seq"] = a.T,
+            ["preset"] = a.Preset, ["dtype"] = StorageName(ops), ["backend"] = ops.Name, ["batch"] = a.B, ["seq"] = a.T,
             ["threads"] = Parallelism.Threads, ["steps"] = a.Steps,
             ["ms_per_step"] = Math.Round(median, 2),
             ["ms_per_step_median"] = Math.Round(median, 2), ["ms_per_step_min"] = Math.Round(times.Min(), 2),
@@ -133,6 +140,9 @@ static class BenchCommand
             else table.AddRow(k, Markup.Escape(v?.ToString() ?? ""));
         AnsiConsole.Write(table);
     }
+
+    static string StorageName<F>(IBackend<F> ops) where F : unmanaged, IFloatingPointIeee754<F> =>
+        typeof(F) == typeof(double) ? "f64" : ops is Backends.Cuda.CudaBackend { Storage: DType.BF16 } ? "bf16" : "f32";
 
     static double Median(List<double> xs)
     {
@@ -200,17 +210,26 @@ static class BenchCommand
         var reps = new Option<int>("--reps") { Description = "timed repetitions per op (median quoted)", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
         var dtype = Common.Dtype();
+        var device = Common.Device();
         var threads = Common.Threads();
         var cmd = new Command("ops", "Forward + backward time of each op at GPT-2 124M shapes (B=4, T=64, d=768, 12 heads, V=50257).");
-        foreach (Option o in new Option[] { reps, json, dtype, threads }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { reps, json, dtype, device, threads }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             Common.ApplyThreads(r.GetValue(threads));
             int rr = r.GetValue(reps);
             if (rr <= 0) throw new InputException("--reps: must be positive");
-            bool f64 = Common.IsF64(r.GetValue(dtype)!);
-            var ms = f64 ? OpTimings(CpuBackend<double>.Instance, rr) : OpTimings(CpuBackend<float>.Instance, rr);
-            var o = new JsonObject { ["dtype"] = f64 ? "f64" : "f32", ["threads"] = Parallelism.Threads, ["reps"] = rr, ["cpu"] = RunInfo.Cpu };
+            string dt = r.GetValue(dtype)!, dev = r.GetValue(device)!;
+            bool f64 = Common.IsF64(dt, allowBf16: true);
+            IBackend<double>? b64 = f64 ? Common.Backend<double>(dev) : null;
+            IBackend<float>? b32 = f64 ? null : Common.Backend<float>(dev, dt);
+            var ms = b64 is not null ? OpTimings(b64, rr) : OpTimings(b32!, rr);
+            var o = new JsonObject
+            {
+                ["dtype"] = b64 is not null ? "f64" : StorageName(b32!), ["backend"] = b64?.Name ?? b32!.Name,
+                ["threads"] = Parallelism.Threads, ["reps"] = rr, ["cpu"] = RunInfo.Cpu,
+            };
+            (b32 as IDisposable)?.Dispose();
             var ops = new JsonObject();
             foreach (var (k, v) in ms) ops[k] = Math.Round(v, 3);
             o["ops_ms"] = ops;
@@ -235,8 +254,11 @@ static class BenchCommand
             for (int i = 0; i < t.Length; i++) t.Data[i] = F.CreateTruncating(scale * (rng.NextDouble() * 2 - 1));
             return t;
         }
-        double Time(Action body)
+        // A device backend queues its kernels: each timed call ends with the device synchronized.
+        Action sync = ops is Backends.Cuda.CudaBackend cuda ? cuda.Device.Synchronize : () => { };
+        double Time(Action op)
         {
+            void body() { op(); sync(); }
             // Warm up until the JIT has promoted the kernels to optimised code (tiering needs ~30 calls, and waits
             // while start-up code is still being compiled): at least two calls and half a second.
             var warm = Stopwatch.StartNew();
