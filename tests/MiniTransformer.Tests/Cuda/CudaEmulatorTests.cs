@@ -124,6 +124,35 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
         Assert.Equal(0, rc);
     }
 
+    [EmulatorTheory]
+    [InlineData("--arch", "gpt2")]
+    [InlineData("--gauge-fixed")]
+    [InlineData("--symmetry-breaking", "bq,bv", "--optimizer", "sgdm", "--lr", "0.05")]
+    [InlineData("--arch", "bert", "--mlp", "prelu")]
+    public void TrainingOnTheEmulatorGivesTheCpusLosses(params string[] extra)
+    {
+        // mt train end to end: the same run on the CPU and on the CUDA path (emulated) must give the same losses up to
+        // float32 rounding differences (different summation orders), step by step.
+        double[] Losses(string device)
+        {
+            string run = Path.Combine(emu.Dir, $"train-{device}-{string.Join('_', extra).Replace(',', '+')}");
+            string[] args = ["train", "--data", extra.Contains("bert") ? "synthetic:bio" : "synthetic:induction", "--layers", "2", "--dim", "32",
+                "--heads", "2", "--steps", "6", "--eval-every", "3", "--batch", "2", "--seq", "16", "--threads", "2", "--device", device,
+                "--out", run, .. extra];
+            var (rc, text) = emu.Mt(emu.Driver, "up", args);
+            Assert.True(rc == 0, text);
+            if (device == "cuda") Assert.Contains("cuda-f32 (MiniTransformer CPU emulator", text);   // it did not fall back to the CPU
+            return [.. File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
+                .Where(o => o["loss"] is not null).Select(o => (double)o["loss"]!)];
+        }
+        double[] cpu = Losses("cpu"), cuda = Losses("cuda");
+        output.WriteLine("cpu  " + string.Join(" ", cpu.Select(x => x.ToString("F8", System.Globalization.CultureInfo.InvariantCulture))));
+        output.WriteLine("cuda " + string.Join(" ", cuda.Select(x => x.ToString("F8", System.Globalization.CultureInfo.InvariantCulture))));
+        Assert.Equal(6, cpu.Length);
+        Assert.Equal(cpu.Length, cuda.Length);
+        for (int i = 0; i < cpu.Length; i++) Assert.True(Math.Abs(cpu[i] - cuda[i]) < 1e-6 * Math.Abs(cpu[i]), $"step {i + 1}: cpu {cpu[i]}, cuda {cuda[i]}");
+    }
+
     [EmulatorFact]
     public void AMissingBarrierInTheTensorCoreGemmFails()
     {
