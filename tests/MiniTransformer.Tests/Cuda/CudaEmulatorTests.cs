@@ -141,7 +141,8 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
                 "--out", run, .. extra];
             var (rc, text) = emu.Mt(emu.Driver, "up", args);
             Assert.True(rc == 0, text);
-            if (device == "cuda") Assert.Contains("cuda-f32 (MiniTransformer CPU emulator", text);   // it did not fall back to the CPU
+            string backend = (string)JsonNode.Parse(File.ReadAllText(Path.Combine(run, "manifest.json")))!["backend"]!;
+            Assert.StartsWith(device == "cuda" ? "cuda-f32 (MiniTransformer CPU emulator" : "cpu", backend);   // no silent fallback
             return [.. File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
                 .Where(o => o["loss"] is not null).Select(o => (double)o["loss"]!)];
         }
