@@ -171,6 +171,20 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
     }
 
     [EmulatorFact]
+    public void AMissingBarrierInTheTensorCoreAttentionFails()
+    {
+        // The bf16 tensor-core attention forward without the barrier after a key/value stage is written: the warps'
+        // mma read a stage other warps have not finished writing.
+        string driver = Mutant("attention.cu", "            __syncthreads();   // stage i&1 written (its readers of tile i−2 passed the barrier of tile i−1)\n", "");
+        var (rc, text) = emu.Mt(driver, "up", "kernels", "selftest", "--dtype", "bf16", "--filter", "attention", "--json");
+        var report = Parse(text);
+        var failed = report["cases"]!.AsArray().Where(c => !(bool)c!["passed"]!).Select(c => (string)c!["case"]!).ToList();
+        output.WriteLine("failed: " + string.Join(", ", failed));
+        Assert.NotEqual(0, rc);
+        Assert.Contains(failed, name => name.StartsWith("B3 T200 C128 NH2", StringComparison.Ordinal));
+    }
+
+    [EmulatorFact]
     public void AnOutOfBoundsReadStopsWithTheKernelBlockAndThread()
     {
         string driver = Mutant("residual.cu", "if (i < n) st(y + i, ld(a + i) + ld(b + i));", "if (i < n + 4096) st(y + i, ld(a + i) + ld(b + i));");

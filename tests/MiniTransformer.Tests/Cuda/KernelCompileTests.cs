@@ -42,7 +42,7 @@ public class KernelCompileTests(ITestOutputHelper output)
         if (k.Log.Length > 0) output.WriteLine(k.Log);
         Assert.False(KernelCompiler.LogHasWarnings(k.Log), $"{file} ({arch}) compiled with warnings:\n{k.Log}");
         Assert.NotNull(k.Cubin);
-        if (file is "matmul.cu" or "matmul.cu#bf16")   // the tensor-core paths really are there for sm_80+ (benchmark; bf16-storage GEMM)
+        if (file is "matmul.cu" or "matmul.cu#bf16" or "attention.cu#bf16")   // the tensor-core paths really are there for sm_80+ (GEMMs; bf16 attention)
             Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", System.Text.Encoding.UTF8.GetString(k.Ptx));
     }
 
