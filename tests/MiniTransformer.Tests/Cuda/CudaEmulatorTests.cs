@@ -160,12 +160,7 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
         // gemm_tc_bf16 without the barrier between writing a shared-memory stage and the warps' mma reading it: on a GPU an
         // intermittent wrong result; on the emulator ("up" order: warp 0 reads before the other warps have written) a
         // certain one wherever a tile needs data that other warps load.
-        string driver = Mutant("matmul.cu", "        __syncthreads();   // stage written: every warp may read it\n", "");
-        var (rc, text) = emu.Mt(driver, "up", "kernels", "selftest", "--dtype", "bf16", "--filter", "matmul", "--json");
-        var report = Parse(text);
-        var failed = report["cases"]!.AsArray().Where(c => !(bool)c!["passed"]!).Select(c => (string)c!["case"]!).ToList();
-        output.WriteLine("failed: " + string.Join(", ", failed));
-        Assert.NotEqual(0, rc);
+        var failed = FailedBf16Cases(Mutant("matmul.cu", "        __syncthreads();   // stage written: every warp may read it\n", ""), "matmul");
         Assert.Contains(failed, name => name.StartsWith("N256 K256 M768", StringComparison.Ordinal));
         Assert.Contains(failed, name => name.StartsWith("N136 K64 M200", StringComparison.Ordinal));
     }
@@ -175,12 +170,8 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
     {
         // The bf16 tensor-core attention forward without the barrier after a key/value stage is written: the warps'
         // mma read a stage other warps have not finished writing.
-        string driver = Mutant("attention.cu", "            __syncthreads();   // stage i&1 written (its readers of tile i−2 passed the barrier of tile i−1)\n", "");
-        var (rc, text) = emu.Mt(driver, "up", "kernels", "selftest", "--dtype", "bf16", "--filter", "attention", "--json");
-        var report = Parse(text);
-        var failed = report["cases"]!.AsArray().Where(c => !(bool)c!["passed"]!).Select(c => (string)c!["case"]!).ToList();
-        output.WriteLine("failed: " + string.Join(", ", failed));
-        Assert.NotEqual(0, rc);
+        var failed = FailedBf16Cases(Mutant("attention.cu",
+            "            __syncthreads();   // stage i&1 written (its readers of tile i−2 passed the barrier of tile i−1)\n", ""), "attention");
         Assert.Contains(failed, name => name.StartsWith("B3 T200 C128 NH2", StringComparison.Ordinal));
     }
 
@@ -203,6 +194,17 @@ public sealed class CudaEmulatorTests(CudaEmulator emu, ITestOutputHelper output
         output.WriteLine(text);
         Assert.NotEqual(0, rc);
         Assert.Contains("launch of gemm_tc_bf16 refused: 256 threads per block, over its __launch_bounds__(128)", text);
+    }
+
+    /// <summary>The bf16 self-test's cases matching <paramref name="filter"/> on a mutant driver ("up" order): the names of
+    /// those that failed (the run itself must fail).</summary>
+    List<string> FailedBf16Cases(string driver, string filter)
+    {
+        var (rc, text) = emu.Mt(driver, "up", "kernels", "selftest", "--dtype", "bf16", "--filter", filter, "--json");
+        var failed = Parse(text)["cases"]!.AsArray().Where(c => !(bool)c!["passed"]!).Select(c => (string)c!["case"]!).ToList();
+        output.WriteLine("failed: " + string.Join(", ", failed));
+        Assert.NotEqual(0, rc);
+        return failed;
     }
 
     /// <summary>An emulator built from a copy of kernels/ with one edit; returns its driver library.</summary>
