@@ -7,11 +7,13 @@ namespace MiniTransformer.Backends;
 /// <summary>
 /// Wraps a backend and times every op call (wall clock, Stopwatch), keyed by op name (matmul is split by shape:
 /// <c>matmul.fwd N×K×M</c>). Used by <c>mt bench train --profile</c> to show where a training step's time goes.
-/// Not thread-safe: the engine calls ops from one thread.
+/// Not thread-safe: the engine calls ops from one thread. Around a device backend each op ends with the device
+/// synchronized, so the time is the kernels', not their launches' (at the cost of the overlap a real step has).
 /// </summary>
 public sealed class ProfilingBackend<F>(IBackend<F> inner) : IBackend<F> where F : unmanaged, IFloatingPointIeee754<F>
 {
     readonly Dictionary<string, (double Ms, int Calls)> totals = [];
+    readonly Action? synchronize = inner is Cuda.CudaBackend cuda ? cuda.Device.Synchronize : null;
 
     public string Name => inner.Name + "+profile";
     public IReadOnlyDictionary<string, (double Ms, int Calls)> Totals => totals;
@@ -21,6 +23,7 @@ public sealed class ProfilingBackend<F>(IBackend<F> inner) : IBackend<F> where F
     {
         long t0 = Stopwatch.GetTimestamp();
         T r = f();
+        synchronize?.Invoke();
         double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         totals[key] = totals.TryGetValue(key, out var o) ? (o.Ms + ms, o.Calls + 1) : (ms, 1);
         return r;
