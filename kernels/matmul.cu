@@ -195,6 +195,17 @@ extern "C" __global__ void KNAME(fixed_qkv_pivot_bwd)(stor_t* __restrict__ dx, c
 #define MM_BK 32
 #define MM_LD (MM_BK + 8)   /* padded row (bf16 elements): 80 bytes, so fragment loads spread over the banks */
 
+/// A warp's 64×32 float32 accumulator (4×4 mma tiles of 4 values) set to 0.
+__device__ __forceinline__ void zero_acc(float (&acc)[4][4][4])
+{
+    #pragma unroll
+    for (int a = 0; a < 4; a++)
+        #pragma unroll
+        for (int b = 0; b < 4; b++)
+            #pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+}
+
 /// One MM_BK-deep step of a warp's 64×32 tile of C from the shared tiles as[row][k] (rows wm·64…) and bs[col][k]
 /// (columns wn·32…): the fragments of the layout above, then 4×4 mma.sync m16n8k16 into acc.
 __device__ __forceinline__ void warp_tile_mma(float (*acc)[4][4], const bf16* as, const bf16* bs, int wm, int wn, int g, int t4)
@@ -267,12 +278,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tc(float* __restrict
     rb1 = *(const uint4*)(Bb + (long long)lr1 * K + lc);
 
     float acc[4][4][4];
-    #pragma unroll
-    for (int a = 0; a < 4; a++)
-        #pragma unroll
-        for (int b = 0; b < 4; b++)
-            #pragma unroll
-            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+    zero_acc(acc);
 
     int stage = 0;
     for (int k0 = 0; k0 < K; k0 += MM_BK)
@@ -386,12 +392,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_tc_bf16(bf16* __restrict_
     bool vecB = (ldb & 7) == 0 && ((unsigned long long)Bm & 15) == 0;
 
     float acc[4][4][4];
-    #pragma unroll
-    for (int a = 0; a < 4; a++)
-        #pragma unroll
-        for (int b = 0; b < 4; b++)
-            #pragma unroll
-            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.0f;
+    zero_acc(acc);
 
     uint4 ra[2], rb[2];
     fetch_tile_bf16(ra, A, lda, aK, vecA, i0, M, 0, K, tid);
